@@ -1,0 +1,58 @@
+"""Read a sync config file (YAML or JSON) into transforms.sync models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from transforms.sync import SyncConfig
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the offending key."""
+
+
+def _where(loc: tuple, raw: object) -> str:
+    """`syncs[0].send_events.filters[1].op`, with the sync's name when known."""
+    parts, node = [], raw
+    for step in loc:
+        if isinstance(step, int):
+            name = node[step].get("name") if (
+                isinstance(node, list) and step < len(node)
+                and isinstance(node[step], dict)) else None
+            parts.append(f"[{step}]" + (f" ({name})" if name else ""))
+        else:
+            parts.append(("." if parts else "") + str(step))
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return "".join(parts) or "config"
+
+
+def parse_config(raw: object) -> SyncConfig:
+    try:
+        return SyncConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = []
+        for error in e.errors(include_url=False, include_input=False):
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{_where(error['loc'], raw)}: {message}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def load_config(path: str) -> SyncConfig:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read sync config {path}: {e.strerror}") from None
+    try:
+        raw = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path} is not valid {file.suffix[1:] or 'YAML'}: {e}") from None
+    return parse_config(raw)

@@ -1,0 +1,57 @@
+"""build(): the pipeline graph of README's diagram, unrun, so tests can run it."""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipeline.options import MailchimpStreamOptions
+from pipeline.outputs import WriteOutputs
+from pipeline.sources import ReadRecords
+from transforms.batching import BatchPerAudience
+from transforms.mailchimp.client import Endpoint, RetryPolicy
+from transforms.parse import ParseRecords
+from transforms.rules import ApplySync
+from transforms.sink import SinkSettings, WriteToMailchimp
+from transforms.sync import SyncConfig
+
+
+def sink_settings(options: MailchimpStreamOptions) -> SinkSettings:
+    return SinkSettings(
+        max_connections=options.max_connections,
+        timeout_s=options.request_timeout_secs,
+        retry=RetryPolicy(attempts=options.max_retries + 1),
+        merge_fields_refresh_s=options.merge_fields_refresh_secs)
+
+
+def build(pipeline: beam.Pipeline, config: SyncConfig,
+          endpoint: Endpoint) -> beam.Pipeline:
+    options = pipeline.options.view_as(MailchimpStreamOptions)
+    streaming = not options.input_files
+    raw = pipeline | "Read records" >> ReadRecords(
+        options.input_files, options.input_subscription, options.input_topic)
+    parsed = raw | "Parse records" >> ParseRecords()
+
+    requests, skipped = [], []
+    for sync in config.enabled:
+        rules = parsed.records | f"Sync {sync.name}" >> ApplySync(sync)
+        requests.append(rules["requests"])
+        skipped.append(rules["skipped"])
+
+    written = (requests
+               | "Merge syncs" >> beam.Flatten()
+               | "Batch per audience" >> BatchPerAudience(
+                   options.batch_size,
+                   shards=options.shards_per_audience if streaming else 1,
+                   max_buffering_secs=options.max_buffering_secs,
+                   streaming=streaming)
+               | "Write to Mailchimp" >> WriteToMailchimp(
+                   endpoint, sink_settings(options)))
+
+    outcomes = {
+        "delivered": written.delivered,
+        "skipped": skipped + [written.skipped] | "All skips" >> beam.Flatten(),
+        "unknown_merge_fields": written.unknown_merge_fields,
+        "dead_letter": (parsed.dead_letter, written.dead_letter)
+        | "All dead letters" >> beam.Flatten(),
+    }
+    outcomes | "Write outputs" >> WriteOutputs(options.output_dir)
+    return pipeline

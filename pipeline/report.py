@@ -1,0 +1,27 @@
+"""The run summary, as a person reads it at the end of a run."""
+from __future__ import annotations
+
+
+def _reasons(skipped: dict) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in skipped.items()) or "none"
+
+
+def format_summary(summary: dict, output_dir: str, summary_path: str) -> str:
+    events, members = summary["events"], summary["members"]
+    lines = [
+        f"records in             {summary['records_in']}",
+        f"events delivered       {events['delivered']}",
+        f"events skipped         {sum(events['skipped'].values())} "
+        f"({_reasons(events['skipped'])})",
+        f"members upserted       {members['upserted']}",
+        f"members skipped        {sum(members['skipped'].values())} "
+        f"({_reasons(members['skipped'])})",
+        f"unknown merge fields   {_reasons(summary['unknown_merge_fields'])}",
+        f"invalid merge values   {_reasons(summary['invalid_merge_fields'])}",
+        f"dead letters           {summary['dead_letter']} "
+        f"({_reasons(summary['dead_letter_by_reason'])})",
+        f"files                  {output_dir}/skipped_members*.jsonl, "
+        f"unknown_merge_fields*.jsonl, dead_letter*.jsonl",
+        f"summary                {summary_path}",
+    ]
+    return "\n".join(lines)

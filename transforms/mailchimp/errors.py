@@ -1,0 +1,68 @@
+"""Mailchimp's problem+json errors as typed exceptions, and what they mean
+for a record: a skip reason, or a dead letter.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import requests
+
+# Transient by Mailchimp's documentation: throttling and server trouble.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class MailchimpError(Exception):
+    """A non-2xx answer. `title` is Mailchimp's problem title; `errors` the
+    per-field details of a 400 "Invalid Resource"."""
+
+    def __init__(self, status: int, title: str, detail: str = "",
+                 errors: Optional[list[dict]] = None):
+        self.status, self.title, self.detail = status, title, detail
+        self.errors = errors or []
+        fields = ", ".join(
+            f"{e.get('field')}: {e.get('message')}" for e in self.errors)
+        super().__init__(
+            f"{status} {title}" + (f": {detail}" if detail else "")
+            + (f" ({fields})" if fields else ""))
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> "MailchimpError":
+        """Parse problem+json; under heavy load Mailchimp may send no body."""
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if not isinstance(problem, dict):
+            return cls(response.status_code, response.reason or "Error")
+        return cls(int(problem.get("status") or response.status_code),
+                   str(problem.get("title") or response.reason or "Error"),
+                   str(problem.get("detail") or ""),
+                   [e for e in problem.get("errors") or [] if isinstance(e, dict)])
+
+    @property
+    def fields(self) -> list[str]:
+        return [str(e.get("field")) for e in self.errors if e.get("field")]
+
+
+class DeliveryFailed(Exception):
+    """Retries ran out, or a non-idempotent request may or may not have
+    reached Mailchimp; the record becomes a `retries_exhausted` dead letter."""
+
+
+def skip_reason(error: MailchimpError, kind: str) -> Optional[str]:
+    """The MISSION.md skip reason for an error, or None (dead letter)."""
+    if error.status == 404 and kind == "event":
+        return "member_not_found"
+    if error.status != 400:
+        return None
+    title = error.title.lower()
+    if "compliance state" in title:
+        return "compliance_state"
+    if "forgotten email" in title:
+        return "forgotten_email"
+    if "invalid resource" in title and kind == "member":
+        if "email_address" in error.fields:
+            return "invalid_email"
+        if error.fields:
+            return "invalid_merge_fields"
+    return None

@@ -1,0 +1,83 @@
+"""PlanActions: what one sync does with each record (its selection rules).
+
+User forwarding applies to every event of the sync's records, identify calls
+included; event forwarding only to selected, non-identify events that pass
+every filter. A record a sync does not select is `Skipped(not_selected)`:
+counted, never written.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator
+
+from transforms.records import Action, Record, Skipped
+from transforms.routing import RouteSkips
+from transforms.sync import Filter, Sync
+
+NOT_SELECTED = "not_selected"
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Config values are typed by YAML; event values by the sender: compare
+    # 42 with "42" as equal rather than surprise the user.
+    return a == b or (not isinstance(a, (dict, list)) and str(a) == str(b))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def holds(condition: Filter, record: Record) -> bool:
+    """Whether one filter condition holds for a record."""
+    value = record.lookup(condition.property, _MISSING)
+    present = value is not _MISSING and value is not None and value != ""
+    op, expected = condition.op, condition.value
+    if op == "is_set":
+        return present
+    if op == "is_not_set":
+        return not present
+    if not present:
+        return op in ("not_equals", "not_in")
+    if op == "equals":
+        return _same(value, expected)
+    if op == "not_equals":
+        return not _same(value, expected)
+    if op == "in":
+        return any(_same(value, e) for e in expected)
+    if op == "not_in":
+        return not any(_same(value, e) for e in expected)
+    if op == "contains":
+        if isinstance(value, list):
+            return any(_same(v, expected) for v in value)
+        return str(expected) in str(value)
+    number = _number(value)
+    if number is None:
+        return False
+    return number > expected if op == "greater_than" else number < expected
+
+
+def plan(sync: Sync, record: Record) -> Iterator[Action | Skipped]:
+    """The member action and/or event action of one sync for one record."""
+    if sync.send_users.enabled:
+        yield Action(sync.name, sync.audience_id, "member", record)
+    if sync.send_events.enabled:
+        event = Action(sync.name, sync.audience_id, "event", record)
+        rules = sync.send_events
+        if (not record.is_identify and rules.selects(record.event_type)
+                and all(holds(f, record) for f in rules.filters)):
+            yield event
+        else:
+            yield Skipped.of(event, NOT_SELECTED)
+
+
+class PlanActions(RouteSkips):
+    """Record -> Action (main) | Skipped (`skipped`) for one sync."""
+
+    def __init__(self, sync: Sync):
+        super().__init__(functools.partial(plan, sync))
