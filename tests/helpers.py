@@ -1,0 +1,55 @@
+"""Small helpers the test modules share."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+
+API_KEY = "0123456789abcdef0123456789abcdef-us6"  # recognisable, grep-able
+AUDIENCE = "aud0000001"
+EVENTS_AUDIENCE = "aud0000002"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+OPENAPI = SHARED / "mailchimp" / "marketing-subset.openapi.json"
+
+SEED = {"lists": [
+    {"id": AUDIENCE, "name": "Newsletter", "double_optin": False,
+     "merge_fields": [
+         {"tag": "FNAME", "name": "First name", "type": "text"},
+         {"tag": "PLAN", "name": "Plan", "type": "dropdown",
+          "options": {"choices": ["free", "pro", "enterprise"]}},
+         {"tag": "BIRTHDAY", "name": "Birthday", "type": "birthday"},
+         {"tag": "SCORE", "name": "Score", "type": "number"},
+         {"tag": "SIGNUP", "name": "Signed up", "type": "date"}],
+     "members": [
+         {"email_address": "existing@example.com", "status": "subscribed",
+          "merge_fields": {"FNAME": "Old"}},
+         {"email_address": "gone@example.com", "status": "unsubscribed"}]},
+    {"id": EVENTS_AUDIENCE, "name": "Product", "double_optin": False,
+     "merge_fields": [],
+     "members": [{"email_address": "ada@example.com", "status": "subscribed"}]},
+]}
+
+
+def beam_pipeline(**options) -> TestPipeline:
+    """A TestPipeline on FnApiRunner: the DirectRunner would first try to
+    download Prism, which cannot be fetched here."""
+    return TestPipeline(runner="FnApiRunner",
+                        options=PipelineOptions(flags=[], **options))
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    """Write records (dicts, or raw strings for malformed lines), one a line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(record if isinstance(record, str) else json.dumps(record))
+            f.write("\n")
+    return path
+
+
+def read_outputs(output_dir: Path, name: str) -> list[dict]:
+    lines = []
+    for path in sorted(output_dir.glob(f"{name}*.jsonl")):
+        lines += [json.loads(l) for l in path.read_text().splitlines() if l]
+    return lines

@@ -1,0 +1,189 @@
+"""Each rule step on its own, in Beam's style (TestPipeline + assert_that),
+with plain tests for the functions they are made of."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.identity import DropAnonymous, MapEmail, normalise_email, subscriber_hash
+from transforms.parse import ParseRecords, parse_payload
+from transforms.plan import PlanActions, holds
+from transforms.project import ProjectProperties, event_name, stringify
+from transforms.records import Action, DeadLetter, Record
+from transforms.sync import Filter, Sync
+from tests.helpers import beam_pipeline
+
+
+def record(**fields) -> Record:
+    defaults = dict(event_type="purchase", user_id="u1", device_id=None,
+                    time_ms=1_700_000_000_000, insert_id="i1",
+                    event_properties={}, user_properties={}, fields={},
+                    payload="{}")
+    return Record(**{**defaults, **fields})
+
+
+def sync(**changes) -> Sync:
+    return Sync.model_validate({"name": "s", "audience_id": "a", **changes})
+
+
+def test_parse_records_splits_records_from_dead_letters():
+    lines = [
+        json.dumps({"event_type": "purchase", "user_id": "u1"}),
+        json.dumps({"api_key": "k", "events": [{"event_type": "a"}, {"event_type": "b"}]}),
+        json.dumps({"identification": [{"user_id": "u2", "user_properties": {"$set": {"A": 1}}}]}),
+        "{broken", "[]", json.dumps({"user_id": "u3"}),
+    ]
+    with beam_pipeline() as p:
+        parsed = p | beam.Create(lines) | ParseRecords()
+        assert_that(parsed.records | beam.Map(lambda r: (r.event_type, r.is_identify)),
+                    equal_to([("purchase", False), ("a", False), ("b", False),
+                              ("$identify", True)]), label="records")
+        assert_that(parsed.dead_letter | beam.Map(lambda d: d.reason),
+                    equal_to(["malformed_json", "unrecognised_record",
+                              "unrecognised_record"]), label="dead letters")
+
+
+@pytest.mark.parametrize("payload, error", [
+    (b"\xff{}", "invalid UTF-8"),
+    ("", "empty record"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"event_type": ""}', "event_type: String should have at least 1 character"),
+    ('{"event_type": "a", "time": "yesterday"}', "time: Input should be a valid integer"),
+    ('{"event_type": "a", "user_properties": []}', "user_properties: Input should be a valid dictionary"),
+    ('{"event_type": "a", "event_time": "12/01/2025"}', "event_time '12/01/2025' is not"),
+    ('{"events": {"event_type": "a"}}', "'events' must be a list"),
+    ('{"identification": "{bad"}', "'identification' is not valid JSON"),
+    ('{"event_type": "a", "user_properties": {"$set": 1}}', "user_properties.$set must be an object"),
+])
+def test_bad_records_say_what_is_wrong(payload, error):
+    [result] = parse_payload(payload)
+    assert isinstance(result, DeadLetter) and error in result.error
+
+
+def test_dead_letters_never_carry_an_amplitude_api_key():
+    [dead] = parse_payload('{"api_key": "amp-secret", "events": 3}')
+    assert "amp-secret" not in dead.payload and '"api_key": "[redacted]"' in dead.payload
+
+
+def test_export_rows_and_identify_operations():
+    [row] = parse_payload(json.dumps({
+        "$insert_id": "x1", "event_type": "e", "user_id": " u ",
+        "event_time": "2015-08-10 12:00:00.000000", "platform": "iOS"}))
+    assert (row.insert_id, row.user_id, row.time_ms, row.fields["platform"]) == (
+        "x1", "u", 1_439_208_000_000, "iOS")
+    [ident] = parse_payload(json.dumps({"identification": json.dumps([{
+        "user_id": "u", "user_properties": {
+            "$setOnce": {"A": 1, "B": 1}, "$set": {"B": 2}, "$unset": ["C"]}}])}))
+    assert ident.user_properties == {"A": 1, "B": 2} and ident.unset == ("C",)
+
+
+@pytest.mark.parametrize("op, value, expected", [
+    ("is_set", None, True), ("is_not_set", None, False),
+    ("equals", "pro", True), ("equals", "free", False),
+    ("not_equals", "free", True), ("in", ["free", "pro"], True),
+    ("not_in", ["pro"], False), ("contains", "ro", True),
+    ("greater_than", 10, True), ("less_than", 10, False),
+])
+def test_filter_ops(op, value, expected):
+    r = record(event_properties={"plan": "pro", "amount": "12.5"})
+    path = "event_properties.amount" if op in ("greater_than", "less_than") else "event_properties.plan"
+    if op in ("is_set", "is_not_set"):
+        path = "user_id"
+    assert holds(Filter(property=path, op=op, value=value), r) is expected
+
+
+def test_missing_property_only_satisfies_negative_filters():
+    r = record()
+    assert not holds(Filter(property="event_properties.plan", op="equals", value="x"), r)
+    assert holds(Filter(property="event_properties.plan", op="not_in", value=["x"]), r)
+    assert holds(Filter(property="country", op="is_not_set"), r)
+
+
+def test_plan_actions_selects_events_and_forwards_every_user():
+    rules = sync(send_events={"enabled": True, "event_types": ["purchase"]},
+                 send_users={"enabled": True})
+    records = [record(), record(event_type="page viewed", insert_id="i2"),
+               record(event_type="$identify", is_identify=True, insert_id="i3")]
+    with beam_pipeline() as p:
+        planned = p | beam.Create(records) | PlanActions(rules)
+        assert_that(planned.main | beam.Map(lambda a: (a.kind, a.record.insert_id)),
+                    equal_to([("event", "i1"), ("member", "i1"), ("member", "i2"),
+                              ("member", "i3")]), label="actions")
+        assert_that(planned.skipped | beam.Map(lambda s: (s.reason, s.insert_id)),
+                    equal_to([("not_selected", "i2"), ("not_selected", "i3")]),
+                    label="skipped")
+
+
+def test_drop_anonymous_and_map_email():
+    actions = [Action("s", "a", "event", record(user_properties={"email": " Ada@Example.COM "})),
+               Action("s", "a", "event", record(user_id=None, insert_id="anon")),
+               Action("s", "a", "event", record(insert_id="none")),
+               Action("s", "a", "event", record(insert_id="bad", user_properties={"email": "a@b"}))]
+    with beam_pipeline() as p:
+        identified = p | beam.Create(actions) | DropAnonymous()
+        addressed = identified.main | MapEmail("email")
+        assert_that(addressed.main | beam.Map(lambda a: (a.email, a.subscriber_hash)),
+                    equal_to([("Ada@Example.COM", hashlib.md5(b"ada@example.com").hexdigest())]),
+                    label="addressed")
+        assert_that((identified.skipped, addressed.skipped) | beam.Flatten()
+                    | beam.Map(lambda s: (s.reason, s.insert_id)),
+                    equal_to([("anonymous", "anon"), ("no_email", "none"),
+                              ("invalid_email", "bad")]), label="skipped")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("  a.b+c@mail.example.co.uk ", "a.b+c@mail.example.co.uk"),
+    ("UPPER@EXAMPLE.COM", "UPPER@EXAMPLE.COM"),
+    ("two@@example.com", None), ("no-at.example.com", None), ("a@example", None),
+    ("sp ace@example.com", None), ("ünï@example.com", None), (42, None),
+    ("a@" + "x" * 250 + ".com", None), ("a@-bad.com", None),
+])
+def test_normalise_email(value, expected):
+    assert normalise_email(value) == expected
+
+
+def test_subscriber_hash_is_md5_of_the_lower_case_address():
+    assert subscriber_hash("Ada@Example.COM") == hashlib.md5(b"ada@example.com").hexdigest()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("s", "s"), (42, "42"), (4.5, "4.5"), (True, "true"), (False, "false"),
+    (None, ""), ({"a": [1, 2]}, '{"a":[1,2]}'), ([1, "x"], '[1,"x"]'),
+])
+def test_stringify(value, expected):
+    assert stringify(value) == expected
+
+
+@pytest.mark.parametrize("event_type, expected", [
+    ("purchase", "purchase"), ("page  viewed\tnow", "page_viewed_now"),
+    (" signed up ", "signed_up"), ("x", None), ("a" * 30, "a" * 30),
+    ("a" * 31, None), ("buy!", None),
+])
+def test_event_name(event_type, expected):
+    assert event_name(event_type) == expected
+
+
+def test_project_properties_builds_requests():
+    rules = sync(send_events={"enabled": True, "occurred_at": "event_time",
+                              "properties": ["event_properties.n", "platform",
+                                             "user_properties.missing"]},
+                 send_users={"enabled": True, "properties": ["FNAME", "PLAN", "GONE"]})
+    base = record(event_properties={"n": 3}, fields={"platform": "iOS"},
+                  user_properties={"FNAME": "Ada", "OTHER": 1}, unset=("GONE",))
+    actions = [Action("s", "a", kind, base, "ada@example.com", "h")
+               for kind in ("event", "member")]
+    actions.append(Action("s", "a", "event", record(event_type="x", insert_id="short"),
+                          "ada@example.com", "h"))
+    with beam_pipeline() as p:
+        projected = p | beam.Create(actions) | ProjectProperties(rules)
+        assert_that(projected.main | beam.Map(
+            lambda r: r.body() if hasattr(r, "body") else r.merge_fields),
+            equal_to([{"name": "purchase", "properties": {"n": "3", "platform": "iOS"},
+                       "occurred_at": "2023-11-14T22:13:20+00:00"},
+                      {"GONE": "", "FNAME": "Ada"}]), label="requests")
+        assert_that(projected.skipped | beam.Map(lambda s: (s.reason, s.insert_id)),
+                    equal_to([("invalid_event_name", "short")]), label="skipped")
