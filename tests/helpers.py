@@ -39,6 +39,22 @@ def beam_pipeline(**options) -> TestPipeline:
                         options=PipelineOptions(flags=[], **options))
 
 
+def request_schema_validator(openapi: dict, path: str, method: str):
+    """A JSON Schema validator for one operation's request body in Mailchimp's
+    OpenAPI document, its "#/components/..." references resolved."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    document = Resource.from_contents(openapi, default_specification=DRAFT202012)
+    registry = Registry().with_resource("urn:mailchimp", document)
+    pointer = "/".join(p.replace("~", "~0").replace("/", "~1") for p in (
+        "paths", path, method, "requestBody", "content", "application/json",
+        "schema"))
+    return Draft202012Validator({"$ref": f"urn:mailchimp#/{pointer}"},
+                                registry=registry)
+
+
 def write_jsonl(path: Path, records: list) -> Path:
     """Write records (dicts, or raw strings for malformed lines), one a line."""
     with open(path, "w", encoding="utf-8") as f:

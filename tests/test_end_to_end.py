@@ -6,12 +6,13 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
 from pipeline.__main__ import main
 from tests.helpers import (API_KEY, AUDIENCE, EVENTS_AUDIENCE, read_outputs,
-                           write_jsonl)
+                           request_schema_validator, write_jsonl)
 
 NEWSLETTER = {
     "name": "newsletter", "audience_id": AUDIENCE, "email_property": "email",
@@ -192,6 +193,29 @@ def test_every_record_is_accounted_for(run):
         "dead_letter"] == parsed
     assert summary["syncs"]["newsletter"]["events"]["delivered"] == 3
     assert summary["syncs"]["newsletter"]["members"]["upserted"] == 6
+
+
+def test_what_the_sink_sends_validates_against_mailchimps_openapi(run, emulator, openapi):
+    run(RECORDS)
+    operations = {
+        ("POST", "members"): ("/3.0/lists/{list_id}", "post"),
+        ("PUT", "member"): ("/3.0/lists/{list_id}/members/{subscriber_hash}", "put"),
+        ("POST", "events"): ("/3.0/lists/{list_id}/members/{subscriber_hash}/events", "post"),
+    }
+    checked = Counter()
+    for request in emulator.requests:
+        if request["body"] is None:
+            continue
+        parts = request["path"].split("/")
+        shape = {4: "members", 6: "member", 7: "events"}[len(parts)]
+        validator = request_schema_validator(openapi, *operations[request["method"], shape])
+        validator.validate(request["body"])
+        if shape == "members":
+            assert len(request["body"]["members"]) <= 500  # a description-only rule
+        if shape == "events":
+            assert 2 <= len(request["body"]["name"]) <= 30  # likewise
+        checked[shape] += 1
+    assert checked["members"] >= 1 and checked["events"] >= 6
 
 
 def test_command_line_errors_say_what_to_fix(tmp_path, emulator):
