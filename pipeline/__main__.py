@@ -1,11 +1,15 @@
 """python -m pipeline: parse options, load the config, check Mailchimp, run.
 
 Exit status: 0 when the run completed (whatever was skipped or
-dead-lettered); 2 with a message saying what to fix otherwise.
+dead-lettered), or a streaming run was stopped; 2 with a message saying what
+to fix otherwise.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -14,14 +18,16 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.config import ConfigError, load_config
 from pipeline.graph import build
 from pipeline.options import MailchimpStreamOptions
-from pipeline.outputs import summary_from_metrics, write_summary
 from pipeline.preflight import PreflightError, check_mailchimp
 from pipeline.report import format_summary
+from pipeline.summary import read_summary
 from transforms.mailchimp.client import Endpoint
 
 # Runners that need no download (plain DirectRunner first fetches Prism).
 BATCH_RUNNER = "FnApiRunner"
 STREAMING_RUNNER = "BundleBasedDirectRunner"
+# The job runs elsewhere: submit it and return (a Flex Template launcher).
+REMOTE_RUNNERS = ("DataflowRunner",)
 
 
 class UsageError(ValueError):
@@ -66,12 +72,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pipeline = build(beam.Pipeline(options=options), config, endpoint)
     result = pipeline.run()
-    result.wait_until_finish()
+    runner = options.view_as(StandardOptions).runner
+    if runner in REMOTE_RUNNERS:
+        print(f"mailchimp-stream: submitted to {runner}")
+        return 0
     if ours.input_files:
-        summary = summary_from_metrics(result, [s.name for s in config.enabled])
-        path = write_summary(summary, ours.output_dir)
-        print(format_summary(summary, ours.output_dir, path))
+        result.wait_until_finish()
+    else:
+        _run_until_stopped(result, ours.summary_refresh_secs)
+    summary = read_summary(ours.output_dir)
+    if summary is not None:
+        print(format_summary(summary, ours.output_dir), flush=True)
     return 0
+
+
+def _run_until_stopped(result, summary_refresh_secs: float) -> None:
+    """A local streaming run goes on until SIGTERM or Ctrl-C, then stops
+    cleanly: one more summary refresh, then the pipeline is cancelled."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        print("mailchimp-stream: streaming; stop with Ctrl-C or SIGTERM",
+              flush=True)
+        stop.wait()
+        time.sleep(summary_refresh_secs + 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        result.cancel()
 
 
 if __name__ == "__main__":

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import yaml
+from apache_beam.io.filesystems import FileSystems
 from pydantic import ValidationError
 
 from transforms.sync import SyncConfig
@@ -46,13 +45,16 @@ def parse_config(raw: object) -> SyncConfig:
 
 
 def load_config(path: str) -> SyncConfig:
-    file = Path(path)
+    """From a local path or any Beam file system (gs://... on Dataflow)."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read sync config {path}: {e.strerror}") from None
+        with FileSystems.open(path) as f:
+            text = f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read sync config {path}: {e}") from None
+    is_json = path.endswith(".json")
     try:
-        raw = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if is_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path} is not valid {file.suffix[1:] or 'YAML'}: {e}") from None
+        raise ConfigError(
+            f"{path} is not valid {'JSON' if is_json else 'YAML'}: {e}") from None
     return parse_config(raw)

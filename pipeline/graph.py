@@ -27,7 +27,8 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
     options = pipeline.options.view_as(MailchimpStreamOptions)
     streaming = not options.input_files
     raw = pipeline | "Read records" >> ReadRecords(
-        options.input_files, options.input_subscription, options.input_topic)
+        options.input_files, options.input_subscription, options.input_topic,
+        options.event_time_attribute)
     parsed = raw | "Parse records" >> ParseRecords()
 
     requests, skipped = [], []
@@ -47,11 +48,16 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
                    endpoint, sink_settings(options)))
 
     outcomes = {
+        "records": parsed.records,
         "delivered": written.delivered,
         "skipped": skipped + [written.skipped] | "All skips" >> beam.Flatten(),
         "unknown_merge_fields": written.unknown_merge_fields,
         "dead_letter": (parsed.dead_letter, written.dead_letter)
         | "All dead letters" >> beam.Flatten(),
     }
-    outcomes | "Write outputs" >> WriteOutputs(options.output_dir)
+    outcomes | "Write outputs" >> WriteOutputs(
+        options.output_dir, [sync.name for sync in config.enabled],
+        window_secs=options.output_window_secs if streaming else None,
+        dead_letter_topic=options.dead_letter_topic,
+        summary_refresh_secs=options.summary_refresh_secs if streaming else None)
     return pipeline

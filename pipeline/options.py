@@ -27,6 +27,23 @@ class MailchimpStreamOptions(PipelineOptions):
             help="Streaming source: projects/P/topics/T (a temporary "
                  "subscription is created).")
         parser.add_argument(
+            "--event_time_attribute",
+            help="Streaming: message attribute holding the event time "
+                 "(RFC 3339 or epoch milliseconds); default: publish time.")
+        parser.add_argument(
+            "--dead_letter_topic",
+            help="Streaming: also publish dead letters to this topic "
+                 "(projects/P/topics/T), payload as data, stage, reason, "
+                 "error and sync as attributes.")
+        parser.add_argument(
+            "--output_window_secs", type=float, default=60.0,
+            help="Streaming: output files are written per window of this "
+                 "many seconds.")
+        parser.add_argument(
+            "--summary_refresh_secs", type=int, default=5,
+            help="Streaming: summary.json is rewritten with running totals "
+                 "this often (whole seconds).")
+        parser.add_argument(
             "--output_dir", default="output",
             help="Where skipped members, unknown merge fields, dead letters "
                  "and summary.json go.")

@@ -6,7 +6,7 @@ def _reasons(skipped: dict) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in skipped.items()) or "none"
 
 
-def format_summary(summary: dict, output_dir: str, summary_path: str) -> str:
+def format_summary(summary: dict, output_dir: str) -> str:
     events, members = summary["events"], summary["members"]
     lines = [
         f"records in             {summary['records_in']}",
@@ -22,6 +22,6 @@ def format_summary(summary: dict, output_dir: str, summary_path: str) -> str:
         f"({_reasons(summary['dead_letter_by_reason'])})",
         f"files                  {output_dir}/skipped_members*.jsonl, "
         f"unknown_merge_fields*.jsonl, dead_letter*.jsonl",
-        f"summary                {summary_path}",
+        f"summary                {output_dir}/summary.json",
     ]
     return "\n".join(lines)

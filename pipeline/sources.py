@@ -1,7 +1,8 @@
 """ReadRecords: the raw records of one source, as bytes, whatever the source.
 
 Files: JSON lines, gzipped JSON lines and Amplitude export zips (a zip of
-gzipped JSON-lines files), in any mix. Pub/Sub: each message's data.
+gzipped JSON-lines files), in any mix, as bytes. Pub/Sub: each message, with
+its attributes, timestamped by publish time or `timestamp_attribute`.
 """
 from __future__ import annotations
 
@@ -42,10 +43,12 @@ def read_file(readable: fileio.ReadableFile) -> Iterator[bytes]:
 class ReadRecords(beam.PTransform):
     """Exactly one of files (a glob), a subscription or a topic."""
 
-    def __init__(self, input_files=None, subscription=None, topic=None):
+    def __init__(self, input_files=None, subscription=None, topic=None,
+                 timestamp_attribute=None):
         super().__init__()
         self._files, self._subscription, self._topic = (
             input_files, subscription, topic)
+        self._timestamp_attribute = timestamp_attribute
 
     def expand(self, pbegin):
         if self._files:
@@ -54,4 +57,5 @@ class ReadRecords(beam.PTransform):
                     | "Open files" >> fileio.ReadMatches()
                     | "Read lines" >> beam.FlatMap(read_file))
         return pbegin | "Read from Pub/Sub" >> beam.io.ReadFromPubSub(
-            topic=self._topic, subscription=self._subscription)
+            topic=self._topic, subscription=self._subscription,
+            with_attributes=True, timestamp_attribute=self._timestamp_attribute)

@@ -68,5 +68,5 @@ def test_unreadable_files_say_so(tmp_path):
     with pytest.raises(ConfigError, match="cannot read sync config"):
         load_config(str(tmp_path / "missing.yaml"))
     (tmp_path / "bad.yaml").write_text("syncs: [\n")
-    with pytest.raises(ConfigError, match="is not valid yaml"):
+    with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(str(tmp_path / "bad.yaml"))

@@ -14,11 +14,11 @@ import re
 from typing import Any, Iterator, Optional
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.io.gcp.pubsub import PubsubMessage
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictInt,
                       StrictStr, ValidationError)
 
-from transforms.records import NAMESPACE, DeadLetter, Record
+from transforms.records import DeadLetter, Record
 
 DEAD_LETTER = "dead_letter"
 STAGE = "parse"
@@ -59,8 +59,10 @@ def redact(text: str) -> str:
     return _SECRET_FIELD.sub(r"\1[redacted]\2", text)
 
 
-def parse_payload(raw: str | bytes) -> Iterator[Record | DeadLetter]:
-    """Every record the payload holds, each a Record or a DeadLetter."""
+def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
+                  ) -> Iterator[Record | DeadLetter]:
+    """Every record the payload holds, each a Record or a DeadLetter.
+    `attributes` (of a Pub/Sub message) are kept on each Record."""
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -89,7 +91,7 @@ def parse_payload(raw: str | bytes) -> Iterator[Record | DeadLetter]:
     for item, is_identify in items:
         payload = redact(text) if single else json.dumps(item)
         try:
-            yield _to_record(item, is_identify, payload)
+            yield _to_record(item, is_identify, payload, attributes or {})
         except (UnrecognisedRecord, ValidationError, RecursionError) as e:
             yield DeadLetter(STAGE, "unrecognised_record", _describe(e), payload)
 
@@ -127,7 +129,8 @@ def _items(value: Any) -> Iterator[tuple[Any, bool]]:
             "'identification'")
 
 
-def _to_record(item: Any, is_identify: bool, payload: str) -> Record:
+def _to_record(item: Any, is_identify: bool, payload: str,
+               attributes: dict) -> Record:
     if not isinstance(item, dict):
         raise UnrecognisedRecord(
             f"expected a JSON object, got {type(item).__name__}")
@@ -158,7 +161,8 @@ def _to_record(item: Any, is_identify: bool, payload: str) -> Record:
         fields=fields,
         payload=payload,
         is_identify=is_identify,
-        unset=unset)
+        unset=unset,
+        attributes=attributes)
 
 
 def _user_properties(props: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
@@ -211,12 +215,12 @@ def _describe(error: Exception) -> str:
 
 class _ParseFn(beam.DoFn):
 
-    def __init__(self):
-        self._records_in = Metrics.counter(NAMESPACE, "records_in")
-
     def process(self, raw):
-        for result in parse_payload(raw):
-            self._records_in.inc()
+        if isinstance(raw, PubsubMessage):
+            results = parse_payload(raw.data, raw.attributes)
+        else:
+            results = parse_payload(raw)
+        for result in results:
             if isinstance(result, DeadLetter):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, result)
             else:
@@ -224,7 +228,8 @@ class _ParseFn(beam.DoFn):
 
 
 class ParseRecords(beam.PTransform):
-    """Text or bytes -> Records (main) and DeadLetters (`dead_letter`)."""
+    """Text, bytes or PubsubMessages -> Records (main) and DeadLetters
+    (`dead_letter`)."""
 
     def expand(self, raw):
         return raw | beam.ParDo(_ParseFn()).with_outputs(

@@ -32,6 +32,7 @@ class Record:
     payload: str  # the original text, for dead letters
     is_identify: bool = False
     unset: tuple[str, ...] = ()
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)  # Pub/Sub
 
     def lookup(self, path: str, default: Any = None) -> Any:
         """The value at a property path (see transforms.sync), or default
@@ -41,6 +42,8 @@ class Record:
             return self.event_properties.get(name, default)
         if head == "user_properties" and name:
             return self.user_properties.get(name, default)
+        if head == "attributes" and name:
+            return self.attributes.get(name, default)
         own = {"user_id": self.user_id, "device_id": self.device_id,
                "event_type": self.event_type, "insert_id": self.insert_id,
                "time": self.time_ms}

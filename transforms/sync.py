@@ -26,13 +26,13 @@ TOP_LEVEL_FIELDS = frozenset({
     "revenue_type", "location_lat", "location_lng", "ip", "idfa", "idfv", "adid",
     "android_id", "event_id", "library", "groups",
 })
-_NESTED_PREFIXES = ("event_properties.", "user_properties.")
+_NESTED_PREFIXES = ("event_properties.", "user_properties.", "attributes.")
 _MERGE_TAG = re.compile(r"^[A-Z0-9_]{1,10}$")
 
 
 def check_property_path(path: str) -> str:
-    """A property path is a top-level event field or `event_properties.NAME` /
-    `user_properties.NAME`."""
+    """A property path is a top-level event field, `event_properties.NAME`,
+    `user_properties.NAME` or `attributes.NAME` (of a Pub/Sub message)."""
     if path in TOP_LEVEL_FIELDS:
         return path
     for prefix in _NESTED_PREFIXES:
@@ -40,8 +40,8 @@ def check_property_path(path: str) -> str:
             return path
     raise ValueError(
         f"unknown property path {path!r}: use a top-level event field "
-        f"(e.g. user_id, platform, country), event_properties.NAME or "
-        f"user_properties.NAME")
+        f"(e.g. user_id, platform, country), event_properties.NAME, "
+        f"user_properties.NAME or attributes.NAME (Pub/Sub message attributes)")
 
 
 def property_key(path: str) -> str:

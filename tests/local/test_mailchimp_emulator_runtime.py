@@ -177,7 +177,8 @@ def test_record_requests_keeps_method_path_query_body_and_status():
         api.get(f"/lists/{LIST_ID}/merge-fields", params={"count": "2"})
         api.post(f"/lists/{LIST_ID}/members/{md5('erin@example.com')}/events", data=b"{oops")
         records = emu.requests
-    assert records[0] == {"method": "PUT", "path": f"/3.0/lists/{LIST_ID}/members/{md5('erin@example.com')}",
+    assert records[0] == {"method": "PUT",
+                          "path": f"/3.0/lists/{LIST_ID}/members/{md5('erin@example.com')}",
                           "query": {}, "status": 200,
                           "body": {"email_address": "erin@example.com", "status_if_new": "subscribed"}}
     assert (records[1]["query"], records[1]["body"]) == ({"count": "2"}, None)

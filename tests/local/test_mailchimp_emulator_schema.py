@@ -111,10 +111,12 @@ CORPUS: list[tuple[str, str, Any]] = [
         "marketing_permissions": [{"marketing_permission_id": "p1", "enabled": True}],
         "timestamp_signup": "2024-05-01T12:30:00+00:00", "timestamp_opt": "2024-05-01 12:30:00",
         "merge_fields": None}),
-    ("PUT", member_path("ts@example.com"), {"email_address": "ts@example.com", "status_if_new": "subscribed",
+    ("PUT", member_path("ts@example.com"), {"email_address": "ts@example.com",
+                                            "status_if_new": "subscribed",
                                             "timestamp_opt": "2024-05-01T12:30:00+0200"}),
     ("PUT", member_path(NEW), {"email_address": NEW}),
-    ("PUT", member_path(NEW), {"email_address": NEW, "status": "subscribed", "status_if_new": "pending"}),
+    ("PUT", member_path(NEW), {"email_address": NEW, "status": "subscribed",
+                               "status_if_new": "pending"}),
     ("PUT", member_path(NEW), {"status_if_new": "subscribed"}),
     ("PUT", member_path(NEW), {"email_address": NEW, "status_if_new": "archived"}),
     ("PUT", member_path(NEW), {"email_address": NEW, "status_if_new": "subscribed", "vip": 1}),
@@ -158,7 +160,8 @@ CORPUS: list[tuple[str, str, Any]] = [
     ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Tier", "type": "dropdown",
                                                "options": {"choices": ["a", "b"]}, "public": True}),
     ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Shoe size", "type": "shoe"}),
-    ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Score", "type": "number", "display_order": "1"}),
+    ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Score", "type": "number",
+                                               "display_order": "1"}),
 ]
 
 
@@ -197,7 +200,8 @@ def test_accepted_bodies_validate_and_schema_rejected_bodies_are_refused(openapi
 def test_batch_subscribe_accepts_only_schema_valid_members(openapi, exchanges):
     records, _ = exchanges
     batch_schema = openapi.request("/3.0/lists/{list_id}", "POST")
-    batches = [r for r in records if r["method"] == "POST" and template_of(r["path"]) == "/3.0/lists/{list_id}"]
+    batches = [r for r in records
+               if r["method"] == "POST" and template_of(r["path"]) == "/3.0/lists/{list_id}"]
     assert {r["status"] for r in batches} == {200, 400}
     for record in batches:
         assert batch_schema.is_valid(record["body"]) == (record["status"] == 200), record["body"]
@@ -212,4 +216,5 @@ def test_answers_match_the_response_schemas(openapi, exchanges):
             assert answer.status_code == 204 and answer.content == b""
             continue
         errors = list(validator.iter_errors(answer.json()))
-        assert not errors, f"{record['method']} {record['path']} → {answer.status_code}: {errors[0].message}"
+        label = f"{record['method']} {record['path']} → {answer.status_code}"
+        assert not errors, f"{label}: {errors[0].message}"

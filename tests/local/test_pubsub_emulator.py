@@ -286,6 +286,8 @@ def test_errors_map_to_client_exceptions(publisher, subscriber, topic, subscript
         subscriber.pull(subscription=missing_sub, max_messages=1)
     with pytest.raises(exceptions.NotFound):
         subscriber.delete_subscription(subscription=missing_sub)
+    with pytest.raises(exceptions.NotFound):
+        subscriber.subscribe(missing_sub, lambda message: message.ack()).result(timeout=10)
     with pytest.raises(exceptions.InvalidArgument):
         publisher.create_topic(name="not-a-topic-path")
 

@@ -1,0 +1,15 @@
+"""Implementation of the local Mailchimp Marketing API v3 emulator; use it
+through :mod:`pipeline.local.mailchimp_emulator`. One module per job:
+
+- ``problems``: problem+json errors; ``identity``: emails, subscriber hashes;
+- ``merge_fields``: merge field types and value checks; ``bodies``: request
+  body checks mirroring the OpenAPI document;
+- ``audience``: one list's state; ``service``: the operations on it;
+  ``seed``: the starting state;
+- ``messages``, ``routes``, ``api``: requests and responses, path matching,
+  the /3.0 endpoints;
+- ``faults``, ``stats``, ``recording``, ``inspection``: injected faults,
+  counters, the request log, /_emulator;
+- ``gateway``: auth, the connection limit, latency and faults around the API;
+  ``server``: HTTP/1.1 and the MailchimpEmulator Python API.
+"""

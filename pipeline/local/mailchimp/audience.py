@@ -1,0 +1,94 @@
+"""One audience's state (merge fields, members, member events) and the JSON
+the API shows of it."""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.local.mailchimp.identity import subscriber_hash
+from pipeline.local.mailchimp.merge_fields import (MergeField, default_tag,
+                                                   normalise_values)
+from pipeline.local.mailchimp.problems import FieldError, InvalidFields
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Member:
+    """A list member as stored: merge values hold only the fields set."""
+
+    email_address: str
+    status: str
+    merge_values: dict[str, object]
+    last_changed: str = field(default_factory=utc_now)
+
+    @property
+    def hash(self) -> str:
+        return subscriber_hash(self.email_address)
+
+
+@dataclass
+class Audience:
+    """An audience (list): merge fields by tag, members and their events by
+    subscriber hash."""
+
+    id: str
+    name: str
+    double_optin: bool = False
+    merge_fields: dict[str, MergeField] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add_merge_field(self, definition: dict[str, Any]) -> MergeField:
+        """A new merge field from a (validated) definition; InvalidFields if
+        its tag is taken."""
+        merge_id = max((f.merge_id for f in self.merge_fields.values()), default=0) + 1
+        tag = str(definition.get("tag") or default_tag(definition["name"], merge_id)).upper()
+        if tag in self.merge_fields:
+            raise InvalidFields(
+                [FieldError("tag", f"A merge field with the tag {tag} already exists.")])
+        merge_field = MergeField(
+            merge_id, tag, definition["name"], definition["type"],
+            bool(definition.get("required", False)), dict(definition.get("options") or {}))
+        self.merge_fields[tag] = merge_field
+        return merge_field
+
+    def normalise(self, merge_values: dict[str, object] | None) -> dict[str, object]:
+        return normalise_values(self.merge_fields, merge_values or {})
+
+    def member_json(self, member: Member) -> dict[str, Any]:
+        """Every merge field of the audience shows, "" when not set, as
+        Mailchimp answers."""
+        merge_fields = {tag: copy.deepcopy(member.merge_values.get(tag, ""))
+                        for tag in self.merge_fields}
+        return {
+            "id": member.hash,
+            "email_address": member.email_address,
+            "unique_email_id": self._unique_email_id(member),
+            "status": member.status,
+            "merge_fields": merge_fields,
+            "list_id": self.id,
+            "last_changed": member.last_changed,
+        }
+
+    def list_json(self) -> dict[str, Any]:
+        subscribed = sum(1 for m in self.members.values() if m.status == "subscribed")
+        return {"id": self.id, "name": self.name, "double_optin": self.double_optin,
+                "stats": {"member_count": subscribed}}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "members": {h: self.member_json(m) for h, m in self.members.items()},
+            "events": copy.deepcopy(self.events),
+        }
+
+    def _unique_email_id(self, member: Member) -> str:
+        # Mailchimp's is an opaque 10-hex-digit id per list and address;
+        # derived here so that it is stable across runs.
+        digest = hashlib.sha1(f"{self.id}:{member.hash}".encode(), usedforsecurity=False)
+        return digest.hexdigest()[:10]

@@ -1,0 +1,135 @@
+"""Everything between the network and the API: inspection, request
+counting and recording, injected faults, the API key, the connection limit
+and the added latency."""
+from __future__ import annotations
+
+import base64
+import hmac
+import math
+import threading
+from dataclasses import dataclass
+
+from pipeline.local.mailchimp import faults
+from pipeline.local.mailchimp.api import PING_PATH, MarketingApi
+from pipeline.local.mailchimp.faults import FaultPlan
+from pipeline.local.mailchimp.inspection import PREFIX, Inspection
+from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse, Outcome
+from pipeline.local.mailchimp.problems import ApiError
+from pipeline.local.mailchimp.recording import RequestLog
+from pipeline.local.mailchimp.stats import Stats
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class ApiKeyAuth:
+    """Accepts the one API key: HTTP Basic with any user name and the key as
+    password, or `Authorization: Bearer KEY`."""
+
+    def __init__(self, api_key: str):
+        self._key = api_key.encode("utf-8")
+
+    def accepts(self, authorization: str | None) -> bool:
+        presented = _presented_key(authorization)
+        # Constant-time comparison: response timing must not reveal the key.
+        return presented is not None and hmac.compare_digest(presented.encode("utf-8"), self._key)
+
+
+def _presented_key(authorization: str | None) -> str | None:
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    _, colon, key = decoded.partition(":")
+    return key if colon else None
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """How the emulated service behaves under load."""
+
+    fault_plan: FaultPlan
+    latency_s: float = 0.0
+    max_connections: int = 10
+
+
+class Gateway:
+    """Handles every request the HTTP server receives.
+
+    A /3.0 request: counted by route; its fault drawn on arrival (never for
+    /ping); 401 without the key; 429 over the connection limit (the emulator
+    has one key, so the per-key limit is one counter); then, while it counts
+    as in flight, the latency, and the fault or the API's answer. Faults
+    come before the API, so a faulted request changes nothing.
+    """
+
+    def __init__(self, api: MarketingApi, inspection: Inspection, auth: ApiKeyAuth,
+                 stats: Stats, log: RequestLog, conditions: Conditions,
+                 stopping: threading.Event):
+        self._api = api
+        self._inspection = inspection
+        self._auth = auth
+        self._stats = stats
+        self._log = log
+        self._conditions = conditions
+        # Set on shutdown: ends latency sleeps and stalls early.
+        self._stopping = stopping
+
+    def handle(self, request: ApiRequest) -> ApiResponse:
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return self._inspection.handle(request)
+        response = self._api_request(request)
+        self._log.record(request, response)
+        return response
+
+    def _api_request(self, request: ApiRequest) -> ApiResponse:
+        match = self._api.router.match(request.path)
+        self._stats.count_request(
+            f"{request.method} {match.route.template if match else '(unmatched)'}")
+        fault = None
+        if not (match and match.route.template == PING_PATH):
+            fault = self._conditions.fault_plan.draw()
+        if not self._auth.accepts(request.authorization):
+            return ApiResponse.problem(ApiError(
+                401, "API Key Invalid",
+                "Your API key may be invalid, or you've attempted to access the wrong datacenter."))
+        limit = self._conditions.max_connections
+        if not self._stats.in_flight.try_raise(limit):
+            self._stats.count_rejected()
+            return ApiResponse.problem(ApiError(
+                429, "Too Many Requests",
+                f"You have exceeded the limit of {limit} simultaneous connections."),
+                self._retry_after())
+        try:
+            self._stopping.wait(self._conditions.latency_s)
+            if fault is not None:
+                self._stats.count_fault(fault)
+                return self._faulted(fault)
+            return self._api.dispatch(match, request)
+        finally:
+            self._stats.in_flight.lower()
+
+    def _faulted(self, kind: str) -> ApiResponse:
+        if kind == faults.SERVICE_UNAVAILABLE:
+            return ApiResponse.problem(ApiError(
+                503, "Service Unavailable",
+                "The service is temporarily unavailable. Please try again later."))
+        if kind == faults.TOO_MANY_REQUESTS:
+            return ApiResponse.problem(ApiError(
+                429, "Too Many Requests", "You have exceeded the limit of requests."),
+                self._retry_after())
+        if kind == faults.TOO_MANY_REQUESTS_EMPTY:
+            return ApiResponse(429, headers=self._retry_after())
+        if kind == faults.TIMEOUT:
+            self._stopping.wait(self._conditions.fault_plan.faults.timeout_stall_s)
+            return ApiResponse(0, outcome=Outcome.HANG_UP)
+        return ApiResponse(0, outcome=Outcome.RESET)
+
+    def _retry_after(self) -> Headers:
+        seconds = self._conditions.fault_plan.faults.retry_after
+        # Retry-After takes whole seconds.
+        return () if seconds is None else (("Retry-After", str(math.ceil(seconds))),)

@@ -1,0 +1,223 @@
+"""The audience operations of the Marketing API over in-memory state.
+
+One lock makes every operation atomic, and every check comes before the
+first change: a rejected request changes nothing.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any, Mapping
+
+from pipeline.local.mailchimp import bodies
+from pipeline.local.mailchimp.audience import Audience, Member, utc_now
+from pipeline.local.mailchimp.identity import check_email, subscriber_hash
+from pipeline.local.mailchimp.merge_fields import check_required
+from pipeline.local.mailchimp.problems import (ApiError, FieldError, InvalidFields,
+                                               MemberExists, not_found)
+
+# People who unsubscribed or bounced can only opt in again themselves.
+_COMPLIANCE_STATES = frozenset({"unsubscribed", "cleaned"})
+_OPT_IN_STATES = frozenset({"subscribed", "pending"})
+
+
+class AudienceService:
+    """Lists, merge fields, members and member events, as the API's
+    operations read and change them."""
+
+    def __init__(self, audiences: Mapping[str, Audience], forgotten: set[str]):
+        self._audiences = dict(audiences)
+        self._forgotten = {email.lower() for email in forgotten}
+        self._lock = threading.Lock()
+
+    def list_info(self, list_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._audience(list_id).list_json()
+
+    def merge_fields_page(self, list_id: str, count: int, offset: int) -> dict[str, Any]:
+        with self._lock:
+            audience = self._audience(list_id)
+            fields = list(audience.merge_fields.values())
+            return {"merge_fields": [f.to_json(list_id) for f in fields[offset:offset + count]],
+                    "list_id": list_id, "total_items": len(fields)}
+
+    def create_merge_field(self, list_id: str, body: object) -> dict[str, Any]:
+        with self._lock:
+            audience = self._audience(list_id)
+            bodies.validate(bodies.MERGE_FIELD, body)
+            assert isinstance(body, dict)
+            return audience.add_merge_field(body).to_json(list_id)
+
+    def member(self, list_id: str, member_hash: str) -> dict[str, Any]:
+        with self._lock:
+            audience = self._audience(list_id)
+            return audience.member_json(self._member(audience, member_hash))
+
+    def upsert_member(self, list_id: str, member_hash: str, body: object, *,
+                      skip_merge_validation: bool) -> dict[str, Any]:
+        """PUT: add the member, or update it if it exists."""
+        with self._lock:
+            audience = self._audience(list_id)
+            bodies.validate(bodies.PUT_MEMBER, body)
+            assert isinstance(body, dict)
+            email = check_email(body["email_address"])
+            if subscriber_hash(email) != member_hash:
+                raise InvalidFields([FieldError(
+                    "email_address",
+                    "The email address does not match the subscriber hash in the path.")])
+            member, _ = self._write_member(
+                audience, email, body, update_existing=True,
+                skip_merge_validation=skip_merge_validation)
+            return audience.member_json(member)
+
+    def update_member(self, list_id: str, member_hash: str, body: object) -> dict[str, Any]:
+        """PATCH: change an existing member's merge fields or status."""
+        with self._lock:
+            audience = self._audience(list_id)
+            member = self._member(audience, member_hash)
+            bodies.validate(bodies.PATCH_MEMBER, body)
+            assert isinstance(body, dict)
+            email = body.get("email_address")
+            if email is not None and email.lower() != member.email_address.lower():
+                raise InvalidFields([FieldError(
+                    "email_address", "The emulator cannot change a member's email address.")])
+            values = audience.normalise(body.get("merge_fields"))
+            status = body.get("status")
+            _check_status_change(member, status)
+            _apply(member, status, values)
+            return audience.member_json(member)
+
+    def batch_subscribe(self, list_id: str, body: object, *, skip_merge_validation: bool,
+                        skip_duplicate_check: bool) -> dict[str, Any]:
+        """POST /lists/{id}: each member added or updated on its own; a
+        member's failure is an entry of `errors`, not a failed request."""
+        with self._lock:
+            audience = self._audience(list_id)
+            bodies.validate(bodies.BATCH_SUBSCRIBE, body)
+            assert isinstance(body, dict)
+            created: list[dict[str, Any]] = []
+            updated: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for entry in body["members"]:
+                email = entry.get("email_address")
+                key = email.lower() if isinstance(email, str) else ""
+                if skip_duplicate_check and key in seen:
+                    continue  # the first appearance wins
+                seen.add(key)
+                try:
+                    member, is_new = self._write_member(
+                        audience, check_email(email), entry,
+                        update_existing=bool(body.get("update_existing")),
+                        skip_merge_validation=skip_merge_validation)
+                except (ApiError, InvalidFields) as exc:
+                    errors.append(_batch_error(email, exc))
+                    continue
+                (created if is_new else updated).append(audience.member_json(member))
+            return {"new_members": created, "updated_members": updated, "errors": errors,
+                    "total_created": len(created), "total_updated": len(updated),
+                    "error_count": len(errors)}
+
+    def add_event(self, list_id: str, member_hash: str, body: object) -> None:
+        with self._lock:
+            audience = self._audience(list_id)
+            self._member(audience, member_hash)
+            bodies.validate(bodies.MEMBER_EVENT, body)
+            assert isinstance(body, dict)
+            audience.events.setdefault(member_hash, []).append({
+                "name": body["name"],
+                "properties": dict(body.get("properties") or {}),
+                "occurred_at": body.get("occurred_at") or utc_now(),
+                "is_syncing": bool(body.get("is_syncing", False)),
+            })
+
+    def events_page(self, list_id: str, member_hash: str, count: int,
+                    offset: int) -> dict[str, Any]:
+        with self._lock:
+            audience = self._audience(list_id)
+            self._member(audience, member_hash)
+            events = audience.events.get(member_hash, [])
+            page = [{"name": e["name"], "properties": dict(e["properties"]),
+                     "occurred_at": e["occurred_at"]} for e in events[offset:offset + count]]
+            return {"events": page, "total_items": len(events)}
+
+    def find_member(self, list_id: str, member_hash: str) -> dict[str, Any] | None:
+        """The member as GET member shows it, or None (no 404: for inspection)."""
+        with self._lock:
+            audience = self._audiences.get(list_id)
+            member = audience.members.get(member_hash) if audience else None
+            return audience.member_json(member) if audience and member else None
+
+    def find_events(self, list_id: str, member_hash: str) -> list[dict[str, Any]]:
+        """The member's stored events, is_syncing included (for inspection)."""
+        with self._lock:
+            audience = self._audiences.get(list_id)
+            return copy.deepcopy(audience.events.get(member_hash, [])) if audience else []
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"lists": {list_id: audience.snapshot()
+                              for list_id, audience in self._audiences.items()}}
+
+    def _audience(self, list_id: str) -> Audience:
+        audience = self._audiences.get(list_id)
+        if audience is None:
+            raise not_found()
+        return audience
+
+    @staticmethod
+    def _member(audience: Audience, member_hash: str) -> Member:
+        member = audience.members.get(member_hash)
+        if member is None:
+            raise not_found()
+        return member
+
+    def _write_member(self, audience: Audience, email: str, entry: Mapping[str, Any], *,
+                      update_existing: bool, skip_merge_validation: bool) -> tuple[Member, bool]:
+        """Add or update one member from a PUT body or batch entry (whose
+        email has been checked). `status_if_new` only applies to a new member;
+        `status` applies to both, which is how batch subscribe's
+        update_existing overwrites existing members' status."""
+        if email.lower() in self._forgotten:
+            raise ApiError(400, "Forgotten Email Not Subscribed",
+                           f"{email} was permanently deleted and cannot be re-imported. "
+                           "The contact must re-subscribe to get back on the list.")
+        member = audience.members.get(subscriber_hash(email))
+        if member is not None and not update_existing:
+            raise MemberExists(email)
+        values = audience.normalise(entry.get("merge_fields"))
+        status = entry.get("status")
+        if member is None:
+            if not skip_merge_validation:
+                check_required(audience.merge_fields, values)
+            member = Member(email, status or entry["status_if_new"], values)
+            audience.members[member.hash] = member
+            return member, True
+        _check_status_change(member, status)
+        _apply(member, status, values)
+        return member, False
+
+
+def _check_status_change(member: Member, status: str | None) -> None:
+    if status in _OPT_IN_STATES and member.status in _COMPLIANCE_STATES:
+        raise ApiError(400, "Member In Compliance State",
+                       f"{member.email_address} is already a list member in compliance state "
+                       "due to unsubscribe, bounce, or compliance review.")
+
+
+def _apply(member: Member, status: str | None, values: dict[str, object]) -> None:
+    if status:
+        member.status = status
+    member.merge_values.update(values)
+    member.last_changed = utc_now()
+
+
+def _batch_error(email: object, exc: ApiError | InvalidFields) -> dict[str, Any]:
+    first = exc.errors[0] if exc.errors else FieldError("", "")
+    return {
+        "email_address": email if isinstance(email, str) else "",
+        "error": exc.detail,
+        "error_code": "ERROR_CONTACT_EXISTS" if isinstance(exc, MemberExists) else "ERROR_GENERIC",
+        "field": first.field,
+        "field_message": first.message,
+    }

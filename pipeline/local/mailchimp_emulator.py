@@ -1,0 +1,94 @@
+"""Local Mailchimp Marketing API v3 emulator for tests, benchmarks and the demo.
+
+Serves the part of the API mailchimp-stream uses (ping, lists, merge
+fields, members, batch subscribe, member events) under /3.0/ on 127.0.0.1,
+with Mailchimp's documented rules and errors, its limit of 10 simultaneous
+connections per key, and optional latency and injected faults::
+
+    with MailchimpEmulator(seed=SEED, api_key="key-us6", latency_ms=20,
+                           faults=Faults(p429=0.05, retry_after=1)) as emu:
+        requests.put(f"{emu.base_url}/lists/a1b2c3d4e5/members/ada@example.com",
+                     auth=("any", "key-us6"),
+                     json={"email_address": "ada@example.com", "status_if_new": "subscribed"})
+        emu.member("a1b2c3d4e5", "Ada@example.com")  # the member JSON, or None
+        emu.stats  # max_in_flight, max_open_connections, requests, faults, ...
+
+Command line: ``python -m pipeline.local.mailchimp_emulator --port 8080
+[--seed SEED.json] [--api-key KEY]`` (default: MAILCHIMP_API_KEY) prints
+``Mailchimp emulator listening on http://127.0.0.1:PORT/3.0/`` and serves
+until SIGTERM or SIGINT. Unauthenticated inspection endpoints:
+GET /_emulator/stats, GET /_emulator/state, POST /_emulator/reset_stats.
+The implementation lives in :mod:`pipeline.local.mailchimp`.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from pipeline.local.mailchimp.faults import Faults
+from pipeline.local.mailchimp.server import MailchimpEmulator
+
+__all__ = ["Faults", "MailchimpEmulator", "main"]
+
+API_KEY_ENV = "MAILCHIMP_API_KEY"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--seed", help="JSON file with the audiences to start with")
+    parser.add_argument("--api-key", help=f"the key to accept (default: ${API_KEY_ENV})")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="added to every /3.0 request")
+    parser.add_argument("--max-connections", type=int, default=10,
+                        help="requests in flight before answering 429")
+    faults = parser.add_argument_group("injected faults (probabilities per request)")
+    for flag in ("--p503", "--p429", "--p429-empty", "--p-timeout", "--p-reset"):
+        faults.add_argument(flag, type=float, default=0.0)
+    faults.add_argument("--retry-after", type=float, help="Retry-After seconds on 429s")
+    faults.add_argument("--timeout-stall-s", type=float, default=2.0,
+                        help="how long a timeout fault stalls before closing")
+    return parser.parse_args(argv)
+
+
+def _load_seed(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as seed_file:
+        return json.load(seed_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then stop cleanly and return 0; 2 on
+    a bad command line, seed or port."""
+    args = _parse_args(argv)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV)
+    if not api_key:
+        print(f"mailchimp_emulator: no API key: pass --api-key or set {API_KEY_ENV}",
+              file=sys.stderr)
+        return 2
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    try:
+        faults = Faults(p503=args.p503, p429=args.p429, p429_empty=args.p429_empty,
+                        retry_after=args.retry_after, p_timeout=args.p_timeout,
+                        timeout_stall_s=args.timeout_stall_s, p_reset=args.p_reset)
+        emulator = MailchimpEmulator(seed=_load_seed(args.seed), api_key=api_key,
+                                     latency_ms=args.latency_ms, faults=faults,
+                                     max_connections=args.max_connections, port=args.port)
+        emulator.start()
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        print(f"mailchimp_emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(f"Mailchimp emulator listening on {emulator.base_url}/", flush=True)
+        stop_requested.wait()
+    finally:
+        emulator.stop()
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

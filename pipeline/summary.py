@@ -1,0 +1,141 @@
+"""The run summary: what each outcome counts for, and summary.json.
+
+Counted inside the pipeline (a global combine), not read back from Beam
+metrics: the local streaming runner keeps only its first bundle's metrics,
+and a streaming job has no end at which to read them. A batch run writes
+summary.json once, at the end; a streaming run rewrites it with running
+totals every `refresh_secs`.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Iterable, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import trigger, window
+
+from transforms.records import (DeadLetter, Delivered, Record, Skipped,
+                                UnknownMergeFields)
+
+SUMMARY_FILE = "summary.json"
+_SECTION = {"event": "events", "member": "members"}
+Count = tuple[Optional[str], str]  # (sync, or None for the whole run; name)
+
+
+def outcome_counts(outcome) -> list[Count]:
+    """What one record or outcome adds to: (sync or None, count name)."""
+    if isinstance(outcome, Record):
+        return [(None, "records_in")]
+    if isinstance(outcome, Delivered):
+        name = "events.delivered" if outcome.kind == "event" else "members.upserted"
+        return [(outcome.sync, name)]
+    if isinstance(outcome, Skipped):
+        return [(outcome.sync, f"{_SECTION[outcome.kind]}.skipped.{outcome.reason}")]
+    if isinstance(outcome, DeadLetter):
+        names = ["dead_letter", f"dead_letter.{outcome.reason}"]
+        if outcome.stage == "parse":  # a record in, that never became a Record
+            return [(None, "records_in")] + [(None, n) for n in names]
+        return [(outcome.sync, n) for n in names + [f"{outcome.stage}.dead_letter"]]
+    if isinstance(outcome, UnknownMergeFields):
+        return [(outcome.sync, f"unknown_merge_fields.{tag}")
+                for tag in outcome.fields] + [
+            (outcome.sync, f"invalid_merge_fields.{tag}")
+            for tag in outcome.invalid]
+    raise TypeError(f"not an outcome: {outcome!r}")
+
+
+def _section(counts: Counter, prefix: str, done: str) -> dict:
+    skipped = {k[len(f"{prefix}.skipped."):]: v for k, v in counts.items()
+               if k.startswith(f"{prefix}.skipped.")}
+    return {done: counts.get(f"{prefix}.{done}", 0),
+            "skipped": dict(sorted(skipped.items())),
+            "dead_letter": counts.get(f"{prefix}.dead_letter", 0)}
+
+
+def _by_key(counts: Counter, prefix: str) -> dict:
+    return dict(sorted((k[len(prefix) + 1:], v) for k, v in counts.items()
+                       if k.startswith(prefix + ".")))
+
+
+def _figures(counts: Counter) -> dict:
+    return {
+        "events": _section(counts, "events", "delivered"),
+        "members": _section(counts, "members", "upserted"),
+        "unknown_merge_fields": _by_key(counts, "unknown_merge_fields"),
+        "invalid_merge_fields": _by_key(counts, "invalid_merge_fields"),
+        "dead_letter": counts.get("dead_letter", 0),
+        "dead_letter_by_reason": _by_key(counts, "dead_letter"),
+    }
+
+
+def summarise(counts: Counter, sync_names: Iterable[str]) -> dict:
+    """summary.json: MISSION.md's shape, plus per-sync figures."""
+    totals: Counter = Counter()
+    per_sync: dict[str, Counter] = {name: Counter() for name in sync_names}
+    for (sync, name), n in counts.items():
+        totals[name] += n
+        if sync is not None:
+            per_sync.setdefault(sync, Counter())[name] += n
+    return {"records_in": totals.get("records_in", 0), **_figures(totals),
+            "syncs": {name: _figures(c) for name, c in per_sync.items()}}
+
+
+def write_summary(summary: dict, output_dir: str) -> str:
+    path = FileSystems.join(output_dir, SUMMARY_FILE)
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(summary, indent=2).encode() + b"\n")
+    return path
+
+
+def read_summary(output_dir: str) -> Optional[dict]:
+    path = FileSystems.join(output_dir, SUMMARY_FILE)
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        return json.loads(f.read())
+
+
+class _CountAll(beam.CombineFn):
+
+    def create_accumulator(self):
+        return Counter()
+
+    def add_input(self, counts, outcome):
+        counts.update(outcome_counts(outcome))
+        return counts
+
+    def merge_accumulators(self, accumulators):
+        merged = Counter()
+        for counts in accumulators:
+            merged.update(counts)
+        return merged
+
+    def extract_output(self, counts):
+        return counts
+
+
+class WriteSummary(beam.PTransform):
+    """Records and outcomes -> output_dir/summary.json."""
+
+    def __init__(self, output_dir: str, sync_names: list[str],
+                 refresh_secs: Optional[float] = None):
+        super().__init__()
+        self._output_dir, self._sync_names = output_dir, list(sync_names)
+        self._refresh_secs = refresh_secs
+
+    def expand(self, outcomes):
+        if self._refresh_secs is None:
+            counts = outcomes | "Count" >> beam.CombineGlobally(_CountAll())
+        else:
+            counts = (outcomes
+                      | "Running totals" >> beam.WindowInto(
+                          window.GlobalWindows(),
+                          trigger=trigger.Repeatedly(
+                              trigger.AfterProcessingTime(self._refresh_secs)),
+                          accumulation_mode=trigger.AccumulationMode.ACCUMULATING)
+                      | "Count" >> beam.CombineGlobally(_CountAll()).without_defaults())
+        output_dir, sync_names = self._output_dir, self._sync_names
+        return counts | "Write summary.json" >> beam.Map(
+            lambda c: write_summary(summarise(c, sync_names), output_dir))
