@@ -7,6 +7,7 @@ from pipeline.options import MailchimpStreamOptions
 from pipeline.outputs import WriteOutputs
 from pipeline.sources import ReadRecords
 from transforms.batching import BatchPerAudience
+from transforms.dedupe import DropDuplicates
 from transforms.mailchimp.client import Endpoint, RetryPolicy
 from transforms.parse import ParseRecords
 from transforms.rules import ApplySync
@@ -30,10 +31,12 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
         options.input_files, options.input_subscription, options.input_topic,
         options.event_time_attribute)
     parsed = raw | "Parse records" >> ParseRecords()
+    unique = parsed.records | "Drop duplicates" >> DropDuplicates(
+        options.dedupe_window)
 
     requests, skipped = [], []
     for sync in config.enabled:
-        rules = parsed.records | f"Sync {sync.name}" >> ApplySync(sync)
+        rules = unique.records | f"Sync {sync.name}" >> ApplySync(sync)
         requests.append(rules["requests"])
         skipped.append(rules["skipped"])
 
@@ -49,6 +52,7 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
 
     outcomes = {
         "records": parsed.records,
+        "duplicates": unique.duplicates,
         "delivered": written.delivered,
         "skipped": skipped + [written.skipped] | "All skips" >> beam.Flatten(),
         "unknown_merge_fields": written.unknown_merge_fields,

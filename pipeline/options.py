@@ -58,6 +58,11 @@ class MailchimpStreamOptions(PipelineOptions):
                  "MAILCHIMP_API_KEY or MAILCHIMP_OAUTH_TOKEN environment "
                  "variable.")
         parser.add_argument(
+            "--dedupe_window", type=int, default=200_000,
+            help="A record whose insert_id is among the last this many "
+                 "(at least half as many) seen by a worker is dropped as a "
+                 "duplicate.")
+        parser.add_argument(
             "--max_connections", type=int, default=10,
             help="Requests in flight per worker process (Mailchimp allows 10 "
                  "per user: with N workers use 10/N).")

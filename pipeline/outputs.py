@@ -72,10 +72,10 @@ class _WriteJsonLines(beam.PTransform):
 
 
 class WriteOutputs(beam.PTransform):
-    """{"records", "delivered", "skipped", "unknown_merge_fields",
-    "dead_letter"} -> counted into summary.json, and JSON-lines files in
-    `output_dir` (all but records, delivered and not-selected events, which are
-    only counted); dead letters also to `dead_letter_topic` when given.
+    """{"records", "duplicates", "delivered", "skipped",
+    "unknown_merge_fields", "dead_letter"} -> counted into summary.json, and
+    JSON-lines files in `output_dir` (all but records, duplicates, delivered
+    and not-selected events, which are only counted); dead letters also to `dead_letter_topic` when given.
     Streaming: files per window of `window_secs`, summary.json rewritten
     every `summary_refresh_secs`."""
 

@@ -9,7 +9,8 @@ def _reasons(skipped: dict) -> str:
 def format_summary(summary: dict, output_dir: str) -> str:
     events, members = summary["events"], summary["members"]
     lines = [
-        f"records in             {summary['records_in']}",
+        f"records in             {summary['records_in']} "
+        f"({summary['duplicates']} duplicates dropped)",
         f"events delivered       {events['delivered']}",
         f"events skipped         {sum(events['skipped'].values())} "
         f"({_reasons(events['skipped'])})",

@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger, window
 
+from transforms.dedupe import Duplicate
 from transforms.records import (DeadLetter, Delivered, Record, Skipped,
                                 UnknownMergeFields)
 
@@ -28,6 +29,8 @@ def outcome_counts(outcome) -> list[Count]:
     """What one record or outcome adds to: (sync or None, count name)."""
     if isinstance(outcome, Record):
         return [(None, "records_in")]
+    if isinstance(outcome, Duplicate):  # also counted in records_in
+        return [(None, "duplicates")]
     if isinstance(outcome, Delivered):
         name = "events.delivered" if outcome.kind == "event" else "members.upserted"
         return [(outcome.sync, name)]
@@ -78,7 +81,8 @@ def summarise(counts: Counter, sync_names: Iterable[str]) -> dict:
         totals[name] += n
         if sync is not None:
             per_sync.setdefault(sync, Counter())[name] += n
-    return {"records_in": totals.get("records_in", 0), **_figures(totals),
+    return {"records_in": totals.get("records_in", 0),
+            "duplicates": totals.get("duplicates", 0), **_figures(totals),
             "syncs": {name: _figures(c) for name, c in per_sync.items()}}
 
 

@@ -182,6 +182,7 @@ def test_every_record_is_accounted_for(run):
     summary, _ = run(RECORDS)
     assert summary["records_in"] == len(RECORDS)
     assert summary["dead_letter"] == 1
+    assert summary["duplicates"] == 0
     parsed = summary["records_in"] - summary["dead_letter_by_reason"][
         "malformed_json"]
     for name, sync in summary["syncs"].items():
@@ -193,6 +194,21 @@ def test_every_record_is_accounted_for(run):
         "dead_letter"] == parsed
     assert summary["syncs"]["newsletter"]["events"]["delivered"] == 3
     assert summary["syncs"]["newsletter"]["members"]["upserted"] == 6
+
+
+def test_a_record_seen_twice_is_posted_once(run, emulator):
+    """A redelivered message or overlapping backfill repeats insert_ids."""
+    repeated = [event("d1"), event("d2"), event("d1"), {"events": [event("d2"), event("d3")]},
+                {"user_id": "user-ada@example.com", "event_type": "purchase",
+                 "user_properties": {"email": "ada@example.com"}}] * 2
+    summary, _ = run(repeated)
+    assert summary["records_in"] == 12 and summary["duplicates"] == 7
+    names = [e["name"] for e in emulator.events(AUDIENCE, "ada@example.com")]
+    # d1, d2, d3 once each, and both copies of the record without insert_id.
+    assert names == ["purchase"] * 5
+    parsed = summary["records_in"] - summary["duplicates"]
+    events = summary["syncs"]["newsletter"]["events"]
+    assert events["delivered"] + sum(events["skipped"].values()) == parsed
 
 
 def test_what_the_sink_sends_validates_against_mailchimps_openapi(run, emulator, openapi):

@@ -9,6 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from transforms.dedupe import DropDuplicates, RecentIds
 from transforms.identity import DropAnonymous, MapEmail, normalise_email, subscriber_hash
 from transforms.parse import ParseRecords, parse_payload
 from transforms.plan import PlanActions, holds
@@ -187,3 +188,25 @@ def test_project_properties_builds_requests():
                       {"GONE": "", "FNAME": "Ada"}]), label="requests")
         assert_that(projected.skipped | beam.Map(lambda s: (s.reason, s.insert_id)),
                     equal_to([("invalid_event_name", "short")]), label="skipped")
+
+
+def test_recent_ids_remember_between_half_and_all_of_their_capacity():
+    recent = RecentIds(capacity=4)
+    assert [recent.seen(k) for k in "abab"] == [False, False, True, True]
+    for k in "cd":  # a new generation starts: a and b are still remembered
+        assert not recent.seen(k)
+    assert recent.seen("a") and recent.seen("d")
+    for k in "efg":  # two generations on, a is forgotten
+        recent.seen(k)
+    assert not recent.seen("a")
+
+
+def test_drop_duplicates_by_insert_id():
+    records = [record(insert_id="x"), record(insert_id="x"), record(insert_id=None),
+               record(insert_id=None), record(insert_id="y")]
+    with beam_pipeline() as p:
+        unique = p | beam.Create(records) | DropDuplicates()
+        assert_that(unique.records | beam.Map(lambda r: r.insert_id),
+                    equal_to(["x", None, None, "y"]), label="kept")
+        assert_that(unique.duplicates | beam.Map(lambda d: d.insert_id),
+                    equal_to(["x"]), label="dropped")
