@@ -144,6 +144,7 @@ REGEX_CASES = {
     "mailchimp_base_url": ("https://us6.api.mailchimp.com/3.0", "us6.api.mailchimp.com"),
     "mailchimp_api_key_secret": (SECRET_VERSION, "abc123-us6"),
     "max_connections": ("5", "0"),
+    "dedupe_window": ("200000", "-1"),
     "batch_size": ("5000", "5k"),
     "max_buffering_secs": ("2.5", "0"),
     "shards_per_audience": ("16", "1.5"),
