@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-stream test bench install clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m pipeline.local.demo
 
+demo-stream: $(STAMP)
+	$(PY) -m pipeline.local.demo_stream
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -24,4 +27,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) output demo-output bench-output *.egg-info
+	rm -rf $(VENV) output demo-output demo-stream-output *.egg-info

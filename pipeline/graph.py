@@ -50,15 +50,9 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
                | "Write to Mailchimp" >> WriteToMailchimp(
                    endpoint, sink_settings(options)))
 
-    outcomes = {
-        "records": parsed.records,
-        "duplicates": unique.duplicates,
-        "delivered": written.delivered,
-        "skipped": skipped + [written.skipped] | "All skips" >> beam.Flatten(),
-        "unknown_merge_fields": written.unknown_merge_fields,
-        "dead_letter": (parsed.dead_letter, written.dead_letter)
-        | "All dead letters" >> beam.Flatten(),
-    }
+    outcomes = (parsed.records, unique.duplicates, *skipped, parsed.dead_letter,
+                written.delivered, written.skipped, written.unknown_merge_fields,
+                written.dead_letter) | "All outcomes" >> beam.Flatten()
     outcomes | "Write outputs" >> WriteOutputs(
         options.output_dir, [sync.name for sync in config.enabled],
         window_secs=options.output_window_secs if streaming else None,

@@ -17,21 +17,31 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 from pipeline.summary import WriteSummary, outcome_counts
 from transforms.plan import NOT_SELECTED
-from transforms.records import NAMESPACE, DeadLetter
+from transforms.records import NAMESPACE, DeadLetter, Skipped, UnknownMergeFields
+
+SKIPPED_FILE = "skipped_members"
+UNKNOWN_MERGE_FIELDS_FILE = "unknown_merge_fields"
+DEAD_LETTER_FILE = "dead_letter"
+FILES = (SKIPPED_FILE, UNKNOWN_MERGE_FIELDS_FILE, DEAD_LETTER_FILE)
 
 
-
-class _CountFn(beam.DoFn):
-    """Beam metrics, for a runner's monitoring (a Dataflow job shows them
-    live); summary.json is counted in the pipeline by WriteSummary, since the
-    local streaming runner loses metrics after the first bundle."""
+class _CountAndSortFn(beam.DoFn):
+    """Beam metrics for each outcome, for a runner's monitoring (a Dataflow
+    job shows them live), and the outcomes that go to a file, by file.
+    (summary.json is counted by WriteSummary: the local streaming runner
+    keeps only its first bundle's metrics.)"""
 
     def process(self, outcome):
         for sync, name in outcome_counts(outcome):
             Metrics.counter(NAMESPACE, name).inc()
             if sync:
                 Metrics.counter(f"{NAMESPACE}/{sync}", name).inc()
-        yield outcome
+        if isinstance(outcome, Skipped) and outcome.reason != NOT_SELECTED:
+            yield beam.pvalue.TaggedOutput(SKIPPED_FILE, outcome)
+        elif isinstance(outcome, UnknownMergeFields):
+            yield beam.pvalue.TaggedOutput(UNKNOWN_MERGE_FIELDS_FILE, outcome)
+        elif isinstance(outcome, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_FILE, outcome)
 
 
 def dead_letter_message(dead: DeadLetter) -> PubsubMessage:
@@ -72,10 +82,10 @@ class _WriteJsonLines(beam.PTransform):
 
 
 class WriteOutputs(beam.PTransform):
-    """{"records", "duplicates", "delivered", "skipped",
-    "unknown_merge_fields", "dead_letter"} -> counted into summary.json, and
-    JSON-lines files in `output_dir` (all but records, duplicates, delivered
-    and not-selected events, which are only counted); dead letters also to `dead_letter_topic` when given.
+    """Records and every outcome -> counted into summary.json, and JSON-lines
+    files in `output_dir` (skips but not-selected events, merge-field reports,
+    dead letters; the rest is only counted); dead letters also to
+    `dead_letter_topic` when given.
     Streaming: files per window of `window_secs`, summary.json rewritten
     every `summary_refresh_secs`."""
 
@@ -90,24 +100,15 @@ class WriteOutputs(beam.PTransform):
         self._summary_refresh_secs = summary_refresh_secs
 
     def expand(self, outcomes):
-        counted = {name: pcoll | f"Count {name}" >> beam.ParDo(_CountFn())
-                   for name, pcoll in outcomes.items()}
-        (tuple(counted.values())
-         | "All outcomes" >> beam.Flatten()
-         | "Summarise" >> WriteSummary(self._output_dir, self._sync_names,
-                                       self._summary_refresh_secs))
-        files = {
-            "skipped_members": counted["skipped"] | "Drop not selected" >>
-            beam.Filter(lambda s: s.reason != NOT_SELECTED),
-            "unknown_merge_fields": counted["unknown_merge_fields"],
-            "dead_letter": counted["dead_letter"],
-        }
-        for name, pcoll in files.items():
-            pcoll | f"Write {name}" >> _WriteJsonLines(
+        outcomes | "Summarise" >> WriteSummary(
+            self._output_dir, self._sync_names, self._summary_refresh_secs)
+        files = outcomes | "Count and sort" >> beam.ParDo(
+            _CountAndSortFn()).with_outputs(*FILES)
+        for name in FILES:
+            files[name] | f"Write {name}" >> _WriteJsonLines(
                 self._output_dir, name, self._window_secs)
         if self._dead_letter_topic:
-            (counted["dead_letter"]
+            (files[DEAD_LETTER_FILE]
              | "Dead letters as messages" >> beam.Map(dead_letter_message)
              | "Publish dead letters" >> beam.io.WriteToPubSub(
                  self._dead_letter_topic, with_attributes=True))
-        return counted

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 
 import apache_beam as beam
-from apache_beam.utils.shared import Shared
 
 from transforms.records import Record
+from transforms.worker_cache import worker_object
 
 DUPLICATES = "duplicates"
 DEFAULT_CAPACITY = 200_000
@@ -53,12 +54,12 @@ class _DropDuplicatesFn(beam.DoFn):
 
     def __init__(self, capacity: int):
         self._capacity = capacity
-        # One memory per process, whichever thread's DoFn sees the copy.
-        self._shared = Shared()
+        # One memory per process and pipeline, whichever DoFn sees the copy.
+        self._key = ("recent_ids", uuid.uuid4().hex)
 
     def setup(self):
         capacity = self._capacity
-        self._recent = self._shared.acquire(lambda: RecentIds(capacity))
+        self._recent = worker_object(self._key, lambda: RecentIds(capacity))
 
     def process(self, record: Record):
         if record.insert_id and self._recent.seen(record.insert_id):

@@ -25,6 +25,11 @@ STAGE = "parse"
 IDENTIFY = "$identify"
 _SECRET_FIELD = re.compile(r'("api_key"\s*:\s*")(?:[^"\\]|\\.)*(")')
 _EXPORT_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
+# Far beyond any real event; a value nested deeper would exhaust Python's
+# recursion limit later (pickled between stages, stringified), crashing the
+# job instead of dead-lettering one record.
+MAX_DEPTH = 100
+_TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels)"
 
 
 class _AmplitudeEvent(BaseModel):
@@ -78,9 +83,12 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as e:
-        error = ("nested too deeply" if isinstance(e, RecursionError)
+        error = (_TOO_DEEP if isinstance(e, RecursionError)
                  else f"invalid JSON: {e}")
         yield DeadLetter(STAGE, "malformed_json", error, redact(text))
+        return
+    if _too_deep(value):
+        yield DeadLetter(STAGE, "malformed_json", _TOO_DEEP, redact(text))
         return
     try:
         items = list(_items(value))
@@ -89,22 +97,48 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
         return
     single = len(items) == 1 and items[0][0] is value
     for item, is_identify in items:
-        payload = redact(text) if single else json.dumps(item)
+        payload = redact(text) if single else redact(json.dumps(item))
         try:
             yield _to_record(item, is_identify, payload, attributes or {})
         except (UnrecognisedRecord, ValidationError, RecursionError) as e:
             yield DeadLetter(STAGE, "unrecognised_record", _describe(e), payload)
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), "a number")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether lists and objects nest more than MAX_DEPTH levels (iterative:
+    the check itself must not recurse)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _items(value: Any) -> Iterator[tuple[Any, bool]]:
     """(item, is_identify) for each record a JSON value holds."""
     if not isinstance(value, dict):
         raise UnrecognisedRecord(
-            f"expected a JSON object, got {type(value).__name__}")
+            f"expected a JSON object, got {_json_type(value)}")
     if "events" in value:
         events = value["events"]
         if not isinstance(events, list):
             raise UnrecognisedRecord("'events' must be a list of events")
+        if not events:
+            raise UnrecognisedRecord("'events' is an empty list")
         for event in events:
             yield event, False
     elif "identification" in value:
@@ -112,13 +146,19 @@ def _items(value: Any) -> Iterator[tuple[Any, bool]]:
         if isinstance(identification, str):
             try:
                 identification = json.loads(identification)
+            except RecursionError:
+                raise UnrecognisedRecord(f"'identification' is {_TOO_DEEP}") from None
             except ValueError as e:
                 raise UnrecognisedRecord(
                     f"'identification' is not valid JSON: {e}") from e
+            if _too_deep(identification):
+                raise UnrecognisedRecord(f"'identification' is {_TOO_DEEP}")
         if isinstance(identification, dict):
             identification = [identification]
         if not isinstance(identification, list):
             raise UnrecognisedRecord("'identification' must be a list")
+        if not identification:
+            raise UnrecognisedRecord("'identification' is an empty list")
         for identify in identification:
             yield identify, True
     elif "event_type" in value:
@@ -133,7 +173,7 @@ def _to_record(item: Any, is_identify: bool, payload: str,
                attributes: dict) -> Record:
     if not isinstance(item, dict):
         raise UnrecognisedRecord(
-            f"expected a JSON object, got {type(item).__name__}")
+            f"expected a JSON object, got {_json_type(item)}")
     if is_identify:
         ident = _Identification.model_validate(item)
         event_type, time_ms, insert_id = IDENTIFY, None, None
@@ -174,14 +214,16 @@ def _user_properties(props: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
         return props, ()
     values = {k: v for k, v in props.items() if not k.startswith("$")}
     for op in ("$setOnce", "$set"):
-        operand = props.get(op) or {}
-        if not isinstance(operand, dict):
+        operand = props.get(op)
+        if operand is not None and not isinstance(operand, dict):
             raise UnrecognisedRecord(f"user_properties.{op} must be an object")
-        values.update(operand)
-    unset = props.get("$unset") or {}
-    if not isinstance(unset, (dict, list)):
+        values.update(operand or {})
+    unset = props.get("$unset")
+    if unset is not None and not isinstance(unset, (dict, list)):
         raise UnrecognisedRecord("user_properties.$unset must be an object or list")
-    return values, tuple(unset)
+    if not all(isinstance(name, str) for name in unset or ()):
+        raise UnrecognisedRecord("user_properties.$unset must list property names")
+    return values, tuple(unset or ())
 
 
 def _export_time(event_time: Optional[str]) -> Optional[int]:
@@ -209,7 +251,7 @@ def _describe(error: Exception) -> str:
             f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
             for e in error.errors(include_url=False, include_input=False))
     if isinstance(error, RecursionError):
-        return "nested too deeply"
+        return _TOO_DEEP
     return str(error)
 
 

@@ -5,17 +5,19 @@ Outputs: `delivered` (main), `skipped`, `unknown_merge_fields`, `dead_letter`.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
-from apache_beam.utils.shared import Shared
 
 from transforms.delivery import BatchDelivery
 from transforms.mailchimp.client import (MAX_CONNECTIONS, ConnectionLimiter,
-                                         Endpoint, MailchimpClient, RetryPolicy)
+                                         Credentials, Endpoint,
+                                         MailchimpClient, RetryPolicy)
 from transforms.mailchimp.merge_fields import MergeFieldCatalog
 from transforms.records import DeadLetter, Skipped, UnknownMergeFields
 from transforms.routing import SKIPPED
+from transforms.worker_cache import worker_object
 
 DEAD_LETTER = "dead_letter"
 UNKNOWN_MERGE_FIELDS = "unknown_merge_fields"
@@ -33,24 +35,27 @@ class _WriteFn(beam.DoFn):
 
     def __init__(self, endpoint: Endpoint, settings: SinkSettings):
         self._endpoint, self._settings = endpoint, settings
-        # One limiter per credentials per process, whatever the DoFn count.
-        self._shared_limiter = Shared()
+        self._pipeline_key = uuid.uuid4().hex
 
-    def setup(self):
+    def _connect(self, credentials: Credentials) -> tuple[MailchimpClient, MergeFieldCatalog]:
         settings = self._settings
-        credentials = self._endpoint.credentials()
-        limiter = self._shared_limiter.acquire(
-            lambda: ConnectionLimiter(settings.max_connections),
-            tag=credentials.fingerprint)
-        self._client = MailchimpClient(
+        # One limiter per credentials per process, whatever the DoFn count.
+        limiter = worker_object(
+            ("limiter", credentials.fingerprint, settings.max_connections),
+            lambda: ConnectionLimiter(settings.max_connections))
+        client = MailchimpClient(
             self._endpoint.root(credentials), credentials, limiter,
             timeout=(10.0, settings.timeout_s), retry=settings.retry)
+        return client, MergeFieldCatalog(client, settings.merge_fields_refresh_s)
+
+    def setup(self):
+        credentials = self._endpoint.credentials()
+        client, catalog = worker_object(
+            ("mailchimp", self._pipeline_key, credentials.fingerprint),
+            lambda: self._connect(credentials))
         self._pool = ThreadPoolExecutor(
-            settings.max_connections, thread_name_prefix="mailchimp")
-        self._delivery = BatchDelivery(
-            self._client,
-            MergeFieldCatalog(self._client, settings.merge_fields_refresh_s),
-            self._pool)
+            self._settings.max_connections, thread_name_prefix="mailchimp")
+        self._delivery = BatchDelivery(client, catalog, self._pool)
 
     def process(self, keyed_batch):
         (audience_id, _), requests = keyed_batch
@@ -65,8 +70,8 @@ class _WriteFn(beam.DoFn):
                 yield outcome
 
     def teardown(self):
+        # The client stays: the next DoFn of this process reuses it.
         self._pool.shutdown(wait=True)
-        self._client.close()
 
 
 class WriteToMailchimp(beam.PTransform):

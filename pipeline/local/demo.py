@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -18,39 +19,50 @@ DATA = Path(__file__).parent / "data"
 DEMO_KEY = "demo0123456789abcdef-us1"  # the emulator's key; not a real one
 
 
-class Emulator:
-    """`python -m pipeline.local.mailchimp_emulator` in a child process."""
+class Service:
+    """A stand-in (`python -m MODULE ...`) in a child process; `address` is
+    the last word of the one line it prints when it listens."""
 
-    def __init__(self, *args: str):
-        env = {**os.environ, "MAILCHIMP_API_KEY": DEMO_KEY}
+    def __init__(self, module: str, *args: str):
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.local.mailchimp_emulator",
-             "--port", "0", "--seed", str(DATA / "seed.json"), *args],
-            stdout=subprocess.PIPE, text=True, env=env)
+            [sys.executable, "-m", module, "--port", "0", *args],
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "MAILCHIMP_API_KEY": DEMO_KEY})
         line = self._process.stdout.readline()
         if "listening on" not in line:
             self._process.kill()
-            raise RuntimeError(f"the Mailchimp emulator did not start: {line!r}")
-        self.base_url = line.rsplit(" ", 1)[-1].strip().rstrip("/")
-
-    def stats(self) -> dict:
-        root = self.base_url.rsplit("/3.0", 1)[0]
-        with urllib.request.urlopen(f"{root}/_emulator/stats") as answer:
-            return json.load(answer)
+            raise RuntimeError(f"{module} did not start: {line!r}")
+        self.address = line.rsplit(" ", 1)[-1].strip().rstrip("/")
 
     def stop(self) -> None:
         self._process.terminate()
         self._process.wait(timeout=10)
 
 
-def run_pipeline(base_url: str, output_dir: Path, extra: list[str]) -> int:
-    env = {**os.environ, "MAILCHIMP_API_KEY": DEMO_KEY}
-    return subprocess.call(
-        [sys.executable, "-m", "pipeline",
-         "--sync_config", str(DATA / "sync.json"),
-         "--input_files", str(DATA / "input" / "*"),
-         "--output_dir", str(output_dir),
-         "--mailchimp_base_url", base_url, *extra], env=env)
+def start_mailchimp(latency_ms: str = "0") -> Service:
+    return Service("pipeline.local.mailchimp_emulator",
+                   "--seed", str(DATA / "seed.json"), "--latency-ms", latency_ms)
+
+
+def mailchimp_stats(mailchimp: Service) -> dict:
+    root = mailchimp.address.rsplit("/3.0", 1)[0]
+    with urllib.request.urlopen(f"{root}/_emulator/stats") as answer:
+        return json.load(answer)
+
+
+def show_mailchimp_stats(stats: dict) -> None:
+    print(f"\nThe emulator answered {sum(stats['requests'].values())} API "
+          f"requests, never more than {stats['max_in_flight']} at once "
+          f"(Mailchimp's limit: 10):")
+    for route, count in sorted(stats["requests"].items()):
+        print(f"  {count:6d}  {route}")
+
+
+def pipeline_command(base_url: str, output_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline",
+            "--sync_config", str(DATA / "sync.json"),
+            "--output_dir", str(output_dir),
+            "--mailchimp_base_url", base_url, *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,20 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", default="demo-output")
     parser.add_argument("--latency_ms", default="0")
     args, extra = parser.parse_known_args(argv)
-    output_dir = Path(args.output_dir)
-    emulator = Emulator("--latency-ms", args.latency_ms)
+    shutil.rmtree(args.output_dir, ignore_errors=True)  # files of an older run
+    mailchimp = start_mailchimp(args.latency_ms)
     try:
-        print(f"Mailchimp emulator at {emulator.base_url}; running the pipeline "
+        print(f"Mailchimp emulator at {mailchimp.address}; running the pipeline "
               f"on the records in {DATA / 'input'}\n", flush=True)
-        status = run_pipeline(emulator.base_url, output_dir, extra)
-        stats = emulator.stats()
+        status = subprocess.call(
+            pipeline_command(mailchimp.address, Path(args.output_dir),
+                             "--input_files", str(DATA / "input" / "*"), *extra),
+            env={**os.environ, "MAILCHIMP_API_KEY": DEMO_KEY})
+        show_mailchimp_stats(mailchimp_stats(mailchimp))
     finally:
-        emulator.stop()
-    print(f"\nThe emulator answered {sum(stats['requests'].values())} API "
-          f"requests, never more than {stats['max_in_flight']} at once "
-          f"(Mailchimp's limit: 10):")
-    for route, count in sorted(stats["requests"].items()):
-        print(f"  {count:6d}  {route}")
+        mailchimp.stop()
     return status
 
 

@@ -102,7 +102,8 @@ def sync_config() -> dict:
     ]}
 
 
-def _event(rng: random.Random, person: dict, i: int) -> dict:
+def _event(rng: random.Random, person: dict, i: int,
+           insert_id: str | None = None) -> dict:
     kind = rng.choice(EVENT_TYPES)
     props = {"plan": person["user_properties"]["PLAN"]}
     if kind == "purchase":
@@ -111,7 +112,7 @@ def _event(rng: random.Random, person: dict, i: int) -> dict:
                      cart=[{"sku": f"SKU-{rng.randint(1, 99)}", "qty": 1}])
     return {"user_id": person["user_id"], "device_id": f"device-{i % 997}",
             "event_type": kind, "time": START_MS + i * 1000,
-            "insert_id": f"evt-{i}", "platform": rng.choice(["iOS", "Android", "Web"]),
+            "insert_id": insert_id or f"evt-{i}", "platform": rng.choice(["iOS", "Android", "Web"]),
             "event_properties": props, "user_properties": person["user_properties"]}
 
 
@@ -143,7 +144,8 @@ def records(people: list[dict], count: int = 3000, seed: int = 11) -> list[str]:
                 "insert_id": f"evt-{i}",
                 "user_properties": {"$set": person["user_properties"]}}))
         elif roll < 0.16:  # HTTP API body with several events
-            batch = [_event(rng, rng.choice(people), i * 10 + k) for k in range(3)]
+            batch = [_event(rng, rng.choice(people), i, insert_id=f"evt-{i}.{k}")
+                     for k in range(3)]
             lines.append(json.dumps({"api_key": "amplitude-demo-key", "events": batch}))
         elif roll < 0.165:  # event names Mailchimp refuses
             event = _event(rng, person, i)

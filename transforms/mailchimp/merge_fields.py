@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import threading
 import time
@@ -20,8 +21,9 @@ _TEXT_MAX_BYTES = 255
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y",
                  "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 _BIRTHDAY = re.compile(r"^(\d{1,2})/(\d{1,2})$")
-_ZIP = re.compile(r"^\d{5}(?:-\d{4})?$")
-_URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
+# Mailchimp's zip field takes five digits, not ZIP+4.
+_ZIP = re.compile(r"^\d{5}$", re.ASCII)
+_URL = re.compile(r"^(https?)(://\S+)$", re.IGNORECASE)
 _ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
 _ADDRESS_OPTIONAL = ("addr2", "country")
 
@@ -34,7 +36,11 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise Unconvertible("an object or list is not text")
     text = value if isinstance(value, str) else json.dumps(value)
-    if len(text.encode("utf-8")) > _TEXT_MAX_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON)
+        raise Unconvertible("not valid Unicode text") from None
+    if size > _TEXT_MAX_BYTES:
         raise Unconvertible(f"longer than {_TEXT_MAX_BYTES} bytes")
     return text
 
@@ -42,12 +48,14 @@ def _text(value: Any) -> str:
 def _number(value: Any) -> int | float:
     if isinstance(value, bool) or isinstance(value, (dict, list)):
         raise Unconvertible("not a number")
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return value
     try:
-        number = float(str(value).strip())
+        number = value if isinstance(value, float) else float(str(value).strip())
     except ValueError:
         raise Unconvertible("not a number") from None
+    if not math.isfinite(number):  # NaN and Infinity are not JSON
+        raise Unconvertible("not a finite number")
     return int(number) if number.is_integer() else number
 
 
@@ -89,7 +97,11 @@ def _address(value: Any) -> dict:
     if not isinstance(value, dict):
         raise Unconvertible("an address must be an object with addr1, city, "
                             "state and zip")
-    missing = [k for k in _ADDRESS_REQUIRED if not value.get(k)]
+    for key in _ADDRESS_REQUIRED + _ADDRESS_OPTIONAL:
+        if isinstance(value.get(key), (dict, list)):
+            raise Unconvertible(f"address {key} is not text")
+    missing = [k for k in _ADDRESS_REQUIRED
+               if value.get(k) is None or not str(value[k]).strip()]
     if missing:
         raise Unconvertible(f"address lacks {', '.join(missing)}")
     return {k: str(value[k]) for k in _ADDRESS_REQUIRED + _ADDRESS_OPTIONAL
@@ -97,16 +109,17 @@ def _address(value: Any) -> dict:
 
 
 def _url(value: Any) -> str:
-    if not isinstance(value, str) or not _URL.match(value.strip()):
+    match = _URL.match(value.strip()) if isinstance(value, str) else None
+    if not match:
         raise Unconvertible("not an http(s) URL")
-    return value.strip()
+    return match[1].lower() + match[2]  # Mailchimp wants http:// or https://
 
 
 def _zip(value: Any) -> str:
     text = f"{value:05d}" if isinstance(value, int) and not isinstance(
         value, bool) else str(value).strip()
     if not _ZIP.match(text):
-        raise Unconvertible("not a US ZIP code")
+        raise Unconvertible("not a US ZIP code (five digits)")
     return text
 
 
