@@ -3,7 +3,10 @@ without a body, with Retry-After), requests that time out and connections
 reset. Nothing is lost, nothing is posted twice, everything is accounted for."""
 from __future__ import annotations
 
+import base64
+import io
 import json
+import logging
 from collections import Counter
 
 import pytest
@@ -27,6 +30,7 @@ def email(user: int) -> str:
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
+    """One run; its logs (every level) are kept to look for the key."""
     tmp = tmp_path_factory.mktemp("faults")
     records = [{"user_id": f"u{u}", "event_type": "step_done", "insert_id": f"u{u}-{n}",
                 "user_properties": {"email": email(u), "FNAME": f"F{u}", "SCORE": n}}
@@ -34,6 +38,11 @@ def faulty_run(tmp_path_factory):
     (tmp / "sync.json").write_text(json.dumps(SYNC))
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level, root.level = root.level, logging.DEBUG
     try:
         with MailchimpEmulator(seed=json.loads(json.dumps(SEED)), api_key=API_KEY,
                                faults=FAULTS, random_seed=11) as emu:
@@ -49,14 +58,26 @@ def faulty_run(tmp_path_factory):
             injected = emu.stats["faults"]
     finally:
         monkeypatch.undo()
+        root.removeHandler(handler)
+        root.setLevel(level)
+    written = "".join(p.read_text() for p in (tmp / "out").iterdir())
     summary = json.loads((tmp / "out" / "summary.json").read_text())
-    return summary, read_outputs(tmp / "out", "dead_letter"), members, posted, injected
+    return (summary, read_outputs(tmp / "out", "dead_letter"), members, posted,
+            written + logs.getvalue(), injected)
 
 
 def test_every_kind_of_fault_happened(faulty_run):
     *_, injected = faulty_run
     assert {kind for kind, n in injected.items() if n} == {
         "503", "429", "429_empty", "timeout", "reset"}
+
+
+def test_the_api_key_is_in_no_log_line_file_or_dead_letter(faulty_run):
+    *_, seen, _ = faulty_run
+    assert "retry" in seen and "not retried" in seen  # there were logs to read
+    basic = base64.b64encode(f"mailchimp-stream:{API_KEY}".encode()).decode()
+    for trace in (API_KEY, API_KEY.split("-")[0], basic):
+        assert trace not in seen
 
 
 def test_every_record_is_accounted_for(faulty_run):
@@ -81,7 +102,7 @@ def test_no_member_upsert_is_lost(faulty_run):
 
 
 def test_no_event_is_posted_twice_and_none_silently_lost(faulty_run):
-    summary, dead, _, posted, _ = faulty_run
+    summary, dead, _, posted, *_ = faulty_run
     assert len(posted) == len(set(posted)) == summary["events"]["delivered"]
     # An event whose request may have reached Mailchimp (timeout, reset) is
     # dead-lettered for replay rather than retried into a duplicate.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import logging
 import os
 import random
 import threading
@@ -37,6 +38,7 @@ API_KEY_ENV = "MAILCHIMP_API_KEY"
 OAUTH_TOKEN_ENV = "MAILCHIMP_OAUTH_TOKEN"
 OAUTH_METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"
 MAX_CONNECTIONS = 10
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +189,12 @@ class MailchimpClient:
     def _call(self, method: str, path: str, *, idempotent: bool = True,
               **kwargs: Any) -> Any:
         url = self._root + path
-        failure = ""
+        failure, delay = "", 0.0
         for attempt in range(self._retry.attempts):
+            if attempt:
+                _LOGGER.debug("%s %s: %s; retry %d in %.2f s", method, path,
+                              failure, attempt, delay)
+                self._sleep(delay)
             try:
                 with self._limiter:
                     response = self._session.request(
@@ -196,19 +202,22 @@ class MailchimpClient:
                     content = response.content  # read before freeing the slot
             except requests.RequestException as e:
                 if not idempotent and not _never_sent(e):
+                    _LOGGER.warning("%s %s: %s after sending; not retried",
+                                    method, path, type(e).__name__)
                     raise DeliveryFailed(
                         f"{type(e).__name__} after the request was sent; not "
                         f"retried, as a retry could post it twice") from None
                 failure = type(e).__name__
-                self._sleep(self._retry.delay(attempt))
-                continue
-            if response.status_code in RETRYABLE_STATUS:
+                delay = self._retry.delay(attempt)
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    if response.status_code >= 400:
+                        raise MailchimpError.from_response(response)
+                    return response.json() if content else None
                 failure = f"HTTP {response.status_code}"
-                self._sleep(self._retry.delay(attempt, _retry_after(response)))
-                continue
-            if response.status_code >= 400:
-                raise MailchimpError.from_response(response)
-            return response.json() if content else None
+                delay = self._retry.delay(attempt, _retry_after(response))
+        _LOGGER.warning("%s %s: gave up after %d attempts (last: %s)", method,
+                        path, self._retry.attempts, failure)
         raise DeliveryFailed(
             f"gave up after {self._retry.attempts} attempts (last: {failure})")
 
