@@ -210,3 +210,17 @@ def test_drop_duplicates_by_insert_id():
                     equal_to(["x", None, None, "y"]), label="kept")
         assert_that(unique.duplicates | beam.Map(lambda d: d.insert_id),
                     equal_to(["x"]), label="dropped")
+
+
+@pytest.mark.parametrize("payload, error", [
+    ('{"event_type": "a", "event_properties": {"x": NaN}}', "NaN is not a JSON value"),
+    ('{"event_type": "a", "time": Infinity}', "Infinity is not a JSON value"),
+])
+def test_non_json_numbers_are_malformed(payload, error):
+    [dead] = parse_payload(payload)
+    assert dead.reason == "malformed_json" and error in dead.error
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_line():
+    [record] = parse_payload("\ufeff" + json.dumps({"event_type": "a"}).encode("utf-8").decode())
+    assert record.event_type == "a"

@@ -77,11 +77,12 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
             return
     else:
         text = raw
+    text = text.removeprefix("\ufeff")  # a byte-order mark opening a file
     if not text.strip():
         yield DeadLetter(STAGE, "malformed_json", "empty record", text)
         return
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
         error = (_TOO_DEEP if isinstance(e, RecursionError)
                  else f"invalid JSON: {e}")
@@ -102,6 +103,11 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
             yield _to_record(item, is_identify, payload, attributes or {})
         except (UnrecognisedRecord, ValidationError, RecursionError) as e:
             yield DeadLetter(STAGE, "unrecognised_record", _describe(e), payload)
+
+
+def _reject_constant(name: str) -> None:
+    """NaN and Infinity: Python reads them, JSON (and Mailchimp) does not."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _json_type(value: Any) -> str:

@@ -200,6 +200,9 @@ class MailchimpClient:
                     response = self._session.request(
                         method, url, timeout=self._timeout, **kwargs)
                     content = response.content  # read before freeing the slot
+            except requests.exceptions.InvalidJSONError as e:
+                # Our body, not the network: no retry can help.
+                raise DeliveryFailed(f"request body is not JSON: {e}") from None
             except requests.RequestException as e:
                 if not idempotent and not _never_sent(e):
                     _LOGGER.warning("%s %s: %s after sending; not retried",
