@@ -15,6 +15,8 @@ Two strategies, same output:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
@@ -56,8 +58,10 @@ class BatchPerAudience(beam.PTransform):
 
     def expand(self, requests):
         shards = self._shards
+        # A typed key, so GroupIntoBatches gets a deterministic key coder.
         keyed = requests | "Key by audience and shard" >> beam.Map(
-            lambda r: ((r.audience_id, shard_of(r.subscriber_hash, shards)), r))
+            lambda r: ((r.audience_id, shard_of(r.subscriber_hash, shards)), r)
+        ).with_output_types(tuple[tuple[str, int], Any])
         if self._streaming:
             return keyed | "Group into batches" >> beam.GroupIntoBatches(
                 self._batch_size, self._max_buffering_secs)
