@@ -10,7 +10,7 @@ from transforms.batching import BatchPerAudience
 from transforms.dedupe import DropDuplicates
 from transforms.mailchimp.client import Endpoint, RetryPolicy
 from transforms.parse import ParseRecords
-from transforms.rules import ApplySync
+from transforms.rules import SendSync
 from transforms.sink import SinkSettings, WriteToMailchimp
 from transforms.sync import SyncConfig
 
@@ -34,25 +34,20 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
     unique = parsed.records | "Drop duplicates" >> DropDuplicates(
         options.dedupe_window)
 
-    requests, skipped = [], []
+    outcomes = {"records": parsed.records, "duplicates": unique.duplicates,
+                "parse dead letters": parsed.dead_letter}
     for sync in config.enabled:
-        rules = unique.records | f"Sync {sync.name}" >> ApplySync(sync)
-        requests.append(rules["requests"])
-        skipped.append(rules["skipped"])
+        sent = unique.records | f"Sync {sync.name}" >> SendSync(
+            sync,
+            BatchPerAudience(
+                options.batch_size,
+                shards=options.shards_per_audience if streaming else 1,
+                max_buffering_secs=options.max_buffering_secs,
+                streaming=streaming),
+            WriteToMailchimp(endpoint, sink_settings(options)))
+        outcomes.update((f"{sync.name} {label}", pcoll)
+                        for label, pcoll in sent.items())
 
-    written = (requests
-               | "Merge syncs" >> beam.Flatten()
-               | "Batch per audience" >> BatchPerAudience(
-                   options.batch_size,
-                   shards=options.shards_per_audience if streaming else 1,
-                   max_buffering_secs=options.max_buffering_secs,
-                   streaming=streaming)
-               | "Write to Mailchimp" >> WriteToMailchimp(
-                   endpoint, sink_settings(options)))
-
-    outcomes = (parsed.records, unique.duplicates, *skipped, parsed.dead_letter,
-                written.delivered, written.skipped, written.unknown_merge_fields,
-                written.dead_letter) | "All outcomes" >> beam.Flatten()
     outcomes | "Write outputs" >> WriteOutputs(
         options.output_dir, [sync.name for sync in config.enabled],
         window_secs=options.output_window_secs if streaming else None,

@@ -3,17 +3,25 @@
 Every outcome is counted here and only here, by `outcome_counts`: as Beam
 metrics under `mailchimp_stream` (totals) and `mailchimp_stream/SYNC` (per
 sync), and into summary.json, so both show the same numbers.
+
+Each outcome collection is counted where it is made, and only per-bundle
+counts and the lines that go to files travel on: a batch runner holds the
+input of a Flatten in memory whole, so flattening every record and outcome
+would cost memory in proportion to the input.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections import Counter
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import FixedWindows, TimestampedValue
+from apache_beam.transforms.window import (FixedWindows, GlobalWindows,
+                                           TimestampedValue)
 
 from pipeline.summary import WriteSummary, outcome_counts
 from transforms.plan import NOT_SELECTED
@@ -23,86 +31,103 @@ SKIPPED_FILE = "skipped_members"
 UNKNOWN_MERGE_FIELDS_FILE = "unknown_merge_fields"
 DEAD_LETTER_FILE = "dead_letter"
 FILES = (SKIPPED_FILE, UNKNOWN_MERGE_FIELDS_FILE, DEAD_LETTER_FILE)
+LINES = "lines"
+
+
+def _file_of(outcome) -> str | None:
+    if isinstance(outcome, Skipped):
+        return None if outcome.reason == NOT_SELECTED else SKIPPED_FILE
+    if isinstance(outcome, UnknownMergeFields):
+        return UNKNOWN_MERGE_FIELDS_FILE
+    if isinstance(outcome, DeadLetter):
+        return DEAD_LETTER_FILE
+    return None
 
 
 class _CountAndSortFn(beam.DoFn):
-    """Beam metrics for each outcome, for a runner's monitoring (a Dataflow
-    job shows them live), and the outcomes that go to a file, by file.
-    (summary.json is counted by WriteSummary: the local streaming runner
-    keeps only its first bundle's metrics.)"""
+    """Counts outcomes: Beam metrics for a runner's monitoring (a Dataflow
+    job shows them live), and per-bundle counts for summary.json (main
+    output; the local streaming runner keeps only its first bundle's
+    metrics). Outcomes that go to a file leave as (file, JSON line)."""
+
+    def start_bundle(self):
+        self._counts: Counter = Counter()
 
     def process(self, outcome):
-        for sync, name in outcome_counts(outcome):
+        counts = outcome_counts(outcome)
+        self._counts.update(counts)
+        for sync, name in counts:
             Metrics.counter(NAMESPACE, name).inc()
             if sync:
                 Metrics.counter(f"{NAMESPACE}/{sync}", name).inc()
-        if isinstance(outcome, Skipped) and outcome.reason != NOT_SELECTED:
-            yield beam.pvalue.TaggedOutput(SKIPPED_FILE, outcome)
-        elif isinstance(outcome, UnknownMergeFields):
-            yield beam.pvalue.TaggedOutput(UNKNOWN_MERGE_FIELDS_FILE, outcome)
-        elif isinstance(outcome, DeadLetter):
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_FILE, outcome)
+        file = _file_of(outcome)
+        if file:
+            yield beam.pvalue.TaggedOutput(LINES, (file, outcome.to_json()))
+
+    def finish_bundle(self):
+        if self._counts:
+            yield GlobalWindows.windowed_value(self._counts)
 
 
-def dead_letter_message(dead: DeadLetter) -> PubsubMessage:
-    """The payload as data, the rest as attributes, so a second job can
-    replay the data and route on the attributes."""
-    attributes = {"stage": dead.stage, "reason": dead.reason,
+def dead_letter_message(line: str) -> PubsubMessage:
+    """A dead letter's payload as data, the rest as attributes, so a second
+    job can replay the data and route on the attributes."""
+    dead = json.loads(line)
+    attributes = {"stage": dead["stage"], "reason": dead["reason"],
                   # Pub/Sub caps an attribute value at 1024 bytes.
-                  "error": dead.error.encode()[:1024].decode(errors="ignore")}
-    if dead.sync:
-        attributes["sync"] = dead.sync
-    return PubsubMessage(dead.payload.encode(), attributes)
+                  "error": dead["error"].encode()[:1024].decode(errors="ignore")}
+    if dead.get("sync"):
+        attributes["sync"] = dead["sync"]
+    return PubsubMessage(dead["payload"].encode(), attributes)
 
 
 class _LineSink(fileio.TextSink):
-    """Writes the line of a (file name, line) pair."""
+    """Writes the line of a (file, line) pair."""
 
     def write(self, record):
         super().write(record[1])
 
 
 class _WriteJsonLines(beam.PTransform):
-    """{file name: outcomes} -> `output_dir/NAME*.jsonl`: one set of files per
-    name in a batch run; in a streaming run, one per name and window of
-    processing time, all through one WriteToFiles (on the DirectRunner every
-    step costs per bundle, and WriteToFiles is eight of them)."""
+    """(file, line) pairs -> `output_dir/FILE*.jsonl`: one set of files per
+    file name in a batch run; in a streaming run, one per file name and
+    window of processing time, all through one WriteToFiles (on the
+    DirectRunner every step costs per bundle; WriteToFiles is eight)."""
 
     def __init__(self, output_dir: str, window_secs: float | None):
         super().__init__()
         self._output_dir, self._window_secs = output_dir, window_secs
 
-    def expand(self, files):
+    def expand(self, lines):
         if self._window_secs is None:
-            for name, outcomes in files.items():
-                (outcomes
-                 | f"{name} to JSON" >> beam.Map(lambda o: o.to_json())
+            by_file = lines | "By file" >> beam.Partition(
+                lambda line, _: FILES.index(line[0]), len(FILES))
+            for name, pairs in zip(FILES, by_file):
+                (pairs
+                 | f"{name} lines" >> beam.Map(lambda pair: pair[1])
                  | f"Write {name}" >> beam.io.WriteToText(
                      os.path.join(self._output_dir, name),
                      file_name_suffix=".jsonl"))
             return
-        # Outcomes are stamped with the time they happened: their records'
+        # Lines are stamped with the time they were written: their records'
         # event times may lag the watermark by any amount.
-        lines = [outcomes | f"{name} to JSON" >> beam.Map(
-                     lambda o, name=name: TimestampedValue(
-                         (name, o.to_json()), time.time()))
-                 for name, outcomes in files.items()]
         (lines
-         | "All lines" >> beam.Flatten()
+         | "Stamp processing time" >> beam.Map(
+             lambda pair: TimestampedValue(pair, time.time()))
          | "Window" >> beam.WindowInto(FixedWindows(self._window_secs))
          | "Write" >> fileio.WriteToFiles(
-             self._output_dir, shards=1, destination=lambda line: line[0],
+             self._output_dir, shards=1, destination=lambda pair: pair[0],
              sink=lambda _: _LineSink(),
              file_naming=fileio.destination_prefix_naming(".jsonl")))
 
 
 class WriteOutputs(beam.PTransform):
-    """Records and every outcome -> counted into summary.json, and JSON-lines
-    files in `output_dir` (skips but not-selected events, merge-field reports,
-    dead letters; the rest is only counted); dead letters also to
-    `dead_letter_topic` when given.
-    Streaming: files per window of `window_secs`, summary.json rewritten
-    every `summary_refresh_secs`."""
+    """Collections of records and outcomes -> counted into summary.json, and
+    JSON-lines files in `output_dir` (skips but not-selected events,
+    merge-field reports, dead letters; the rest is only counted); dead
+    letters also to `dead_letter_topic` when given. Streaming: files per
+    window of `window_secs`, summary.json rewritten every
+    `summary_refresh_secs`."""
 
     def __init__(self, output_dir: str, sync_names: list[str],
                  window_secs: float | None = None,
@@ -114,15 +139,20 @@ class WriteOutputs(beam.PTransform):
         self._dead_letter_topic = dead_letter_topic
         self._summary_refresh_secs = summary_refresh_secs
 
-    def expand(self, outcomes):
-        outcomes | "Summarise" >> WriteSummary(
-            self._output_dir, self._sync_names, self._summary_refresh_secs)
-        files = outcomes | "Count and sort" >> beam.ParDo(
-            _CountAndSortFn()).with_outputs(*FILES)
-        {name: files[name] for name in FILES} | "Write files" >> _WriteJsonLines(
-            self._output_dir, self._window_secs)
+    def expand(self, outcomes: dict):
+        sorted_ = {label: pcoll | f"Count {label}" >> beam.ParDo(
+                       _CountAndSortFn()).with_outputs(LINES, main="counts")
+                   for label, pcoll in outcomes.items()}
+        (tuple(s.counts for s in sorted_.values())
+         | "All counts" >> beam.Flatten()
+         | "Summarise" >> WriteSummary(
+             self._output_dir, self._sync_names, self._summary_refresh_secs))
+        lines = (tuple(s[LINES] for s in sorted_.values())
+                 | "All lines" >> beam.Flatten())
+        lines | "Write files" >> _WriteJsonLines(self._output_dir, self._window_secs)
         if self._dead_letter_topic:
-            (files[DEAD_LETTER_FILE]
-             | "Dead letters as messages" >> beam.Map(dead_letter_message)
+            (lines
+             | "Dead letters" >> beam.Filter(lambda pair: pair[0] == DEAD_LETTER_FILE)
+             | "As messages" >> beam.Map(lambda pair: dead_letter_message(pair[1]))
              | "Publish dead letters" >> beam.io.WriteToPubSub(
                  self._dead_letter_topic, with_attributes=True))

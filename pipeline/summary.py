@@ -1,7 +1,7 @@
 """The run summary: what each outcome counts for, and summary.json.
 
-Counted inside the pipeline (a global combine), not read back from Beam
-metrics: the local streaming runner keeps only its first bundle's metrics,
+Counted inside the pipeline (counts per bundle, summed by a global
+combine), not read back from Beam metrics: the local streaming runner keeps only its first bundle's metrics,
 and a streaming job has no end at which to read them. A batch run writes
 summary.json once, at the end; a streaming run rewrites it with running
 totals every `refresh_secs`.
@@ -101,13 +101,13 @@ def read_summary(output_dir: str) -> Optional[dict]:
         return json.loads(f.read())
 
 
-class _CountAll(beam.CombineFn):
+class _SumCounts(beam.CombineFn):
 
     def create_accumulator(self):
         return Counter()
 
-    def add_input(self, counts, outcome):
-        counts.update(outcome_counts(outcome))
+    def add_input(self, counts, more):
+        counts.update(more)
         return counts
 
     def merge_accumulators(self, accumulators):
@@ -121,7 +121,7 @@ class _CountAll(beam.CombineFn):
 
 
 class WriteSummary(beam.PTransform):
-    """Records and outcomes -> output_dir/summary.json."""
+    """Counters of (sync, name) -> output_dir/summary.json."""
 
     def __init__(self, output_dir: str, sync_names: list[str],
                  refresh_secs: Optional[float] = None):
@@ -129,17 +129,17 @@ class WriteSummary(beam.PTransform):
         self._output_dir, self._sync_names = output_dir, list(sync_names)
         self._refresh_secs = refresh_secs
 
-    def expand(self, outcomes):
+    def expand(self, partial_counts):
         if self._refresh_secs is None:
-            counts = outcomes | "Count" >> beam.CombineGlobally(_CountAll())
+            counts = partial_counts | "Sum" >> beam.CombineGlobally(_SumCounts())
         else:
-            counts = (outcomes
+            counts = (partial_counts
                       | "Running totals" >> beam.WindowInto(
                           window.GlobalWindows(),
                           trigger=trigger.Repeatedly(
                               trigger.AfterProcessingTime(self._refresh_secs)),
                           accumulation_mode=trigger.AccumulationMode.ACCUMULATING)
-                      | "Count" >> beam.CombineGlobally(_CountAll()).without_defaults())
+                      | "Sum" >> beam.CombineGlobally(_SumCounts()).without_defaults())
         output_dir, sync_names = self._output_dir, self._sync_names
         return counts | "Write summary.json" >> beam.Map(
             lambda c: write_summary(summarise(c, sync_names), output_dir))

@@ -88,7 +88,7 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
                  else f"invalid JSON: {e}")
         yield DeadLetter(STAGE, "malformed_json", error, redact(text))
         return
-    if _too_deep(value):
+    if _may_be_too_deep(text) and _too_deep(value):
         yield DeadLetter(STAGE, "malformed_json", _TOO_DEEP, redact(text))
         return
     try:
@@ -118,6 +118,11 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     return {str: "a string", list: "an array", dict: "an object"}.get(
         type(value), "a number")
+
+
+def _may_be_too_deep(text: str) -> bool:
+    """A cheap bound: fewer brackets than MAX_DEPTH cannot nest deeper."""
+    return text.count("{") + text.count("[") > MAX_DEPTH
 
 
 def _too_deep(value: Any) -> bool:
@@ -157,7 +162,8 @@ def _items(value: Any) -> Iterator[tuple[Any, bool]]:
             except ValueError as e:
                 raise UnrecognisedRecord(
                     f"'identification' is not valid JSON: {e}") from e
-            if _too_deep(identification):
+            if _may_be_too_deep(value["identification"]) and _too_deep(
+                    identification):
                 raise UnrecognisedRecord(f"'identification' is {_TOO_DEEP}")
         if isinstance(identification, dict):
             identification = [identification]
