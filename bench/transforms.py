@@ -61,8 +61,8 @@ def _rules(raw) -> None:
     _count(parsed.dead_letter, "dead letters")
     for sync in config.enabled:
         rules = parsed.records | f"Sync {sync.name}" >> ApplySync(sync)
-        _count(rules["requests"], "requests")
-        _count(rules["skipped"], "skipped")
+        _count(rules.main, "requests")
+        _count(rules.skipped, "skipped")
 
 
 def _json_objects(line: bytes):

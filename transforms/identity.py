@@ -5,7 +5,6 @@ rule); the address itself is sent as given, minus surrounding whitespace.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import re
@@ -52,8 +51,9 @@ def _map_email(email_property: str, action: Action) -> Iterator[Action | Skipped
     if email is None:
         yield Skipped.of(action, "invalid_email")
         return
-    yield dataclasses.replace(
-        action, email=email, subscriber_hash=subscriber_hash(email))
+    # Not dataclasses.replace: this runs per record, and replace costs 4x.
+    yield Action(action.sync, action.audience_id, action.kind, action.record,
+                 email, subscriber_hash(email))
 
 
 class DropAnonymous(RouteSkips):

@@ -1,7 +1,7 @@
 """RouteSkips: the one way a rule step sends what it cannot use to `skipped`."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
@@ -29,15 +29,14 @@ class _Chain:
     def __init__(self, steps: list[Callable[[Any], Iterable[Any]]]):
         self._steps = steps
 
-    def __call__(self, element) -> Iterator[Any]:
-        yield from self._run(element, 0)
-
-    def _run(self, element, index: int) -> Iterator[Any]:
-        if index == len(self._steps) or isinstance(element, Skipped):
-            yield element
-            return
-        for result in self._steps[index](element):
-            yield from self._run(result, index + 1)
+    def __call__(self, element) -> list[Any]:
+        # Lists, not nested generators: this runs once per record per sync.
+        results = [element]
+        for step in self._steps:
+            results = [out for result in results
+                       for out in ((result,) if isinstance(result, Skipped)
+                                   else step(result))]
+        return results
 
 
 class RouteSkips(beam.PTransform):
