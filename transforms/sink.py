@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms.delivery import BatchDelivery
 from transforms.mailchimp.client import (MAX_CONNECTIONS, ConnectionLimiter,
@@ -21,6 +23,7 @@ from transforms.worker_cache import worker_object
 
 DEAD_LETTER = "dead_letter"
 UNKNOWN_MERGE_FIELDS = "unknown_merge_fields"
+_MAX_WAITING = 1  # batches queued behind the one being sent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,22 +59,48 @@ class _WriteFn(beam.DoFn):
         self._pool = ThreadPoolExecutor(
             self._settings.max_connections, thread_name_prefix="mailchimp")
         self._delivery = BatchDelivery(client, catalog, self._pool)
+        # Batches are sent one after another, in order (so a batch's members
+        # and events keep their order with the next batch's), but on a thread
+        # of their own: the bundle reads on while a batch is in flight.
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="batches")
+
+    def start_bundle(self):
+        self._in_flight: deque[Future] = deque()
 
     def process(self, keyed_batch):
         (audience_id, _), requests = keyed_batch
-        for outcome in self._delivery.deliver(audience_id, list(requests)):
-            if isinstance(outcome, Skipped):
-                yield beam.pvalue.TaggedOutput(SKIPPED, outcome)
-            elif isinstance(outcome, DeadLetter):
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, outcome)
-            elif isinstance(outcome, UnknownMergeFields):
-                yield beam.pvalue.TaggedOutput(UNKNOWN_MERGE_FIELDS, outcome)
-            else:
-                yield outcome
+        self._in_flight.append(self._sender.submit(
+            self._delivery.deliver, audience_id, list(requests)))
+        # One batch sending, one waiting: memory stays bounded.
+        while self._in_flight and (self._in_flight[0].done()
+                                   or len(self._in_flight) > _MAX_WAITING + 1):
+            yield from _tagged(self._in_flight.popleft().result())
+
+    def finish_bundle(self):
+        while self._in_flight:
+            for output in _tagged(self._in_flight.popleft().result()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(
+                        output.tag, GlobalWindows.windowed_value(output.value))
+                else:
+                    yield GlobalWindows.windowed_value(output)
 
     def teardown(self):
         # The client stays: the next DoFn of this process reuses it.
+        self._sender.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+
+
+def _tagged(outcomes):
+    for outcome in outcomes:
+        if isinstance(outcome, Skipped):
+            yield beam.pvalue.TaggedOutput(SKIPPED, outcome)
+        elif isinstance(outcome, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, outcome)
+        elif isinstance(outcome, UnknownMergeFields):
+            yield beam.pvalue.TaggedOutput(UNKNOWN_MERGE_FIELDS, outcome)
+        else:
+            yield outcome
 
 
 class WriteToMailchimp(beam.PTransform):
