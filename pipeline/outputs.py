@@ -50,16 +50,24 @@ class _CountAndSortFn(beam.DoFn):
     output; the local streaming runner keeps only its first bundle's
     metrics). Outcomes that go to a file leave as (file, JSON line)."""
 
+    def setup(self):
+        self._metrics: dict[tuple, list] = {}  # per outcome count, its counters
+
     def start_bundle(self):
         self._counts: Counter = Counter()
+
+    def _counters(self, sync, name) -> list:
+        if (sync, name) not in self._metrics:
+            self._metrics[sync, name] = [Metrics.counter(NAMESPACE, name)] + (
+                [Metrics.counter(f"{NAMESPACE}/{sync}", name)] if sync else [])
+        return self._metrics[sync, name]
 
     def process(self, outcome):
         counts = outcome_counts(outcome)
         self._counts.update(counts)
-        for sync, name in counts:
-            Metrics.counter(NAMESPACE, name).inc()
-            if sync:
-                Metrics.counter(f"{NAMESPACE}/{sync}", name).inc()
+        for count in counts:
+            for counter in self._counters(*count):
+                counter.inc()
         file = _file_of(outcome)
         if file:
             yield beam.pvalue.TaggedOutput(LINES, (file, outcome.to_json()))

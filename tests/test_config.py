@@ -70,3 +70,10 @@ def test_unreadable_files_say_so(tmp_path):
     (tmp_path / "bad.yaml").write_text("syncs: [\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_a_disabled_sync_stays_in_the_file_but_does_not_run():
+    config = parse_config({"syncs": [GOOD, {**GOOD, "name": "off", "enabled": False,
+                                            "send_events": {"enabled": False}}]})
+    assert [s.name for s in config.syncs] == ["n", "off"]
+    assert [s.name for s in config.enabled] == ["n"]

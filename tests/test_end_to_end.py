@@ -234,24 +234,47 @@ def test_what_the_sink_sends_validates_against_mailchimps_openapi(run, emulator,
     assert checked["members"] >= 1 and checked["events"] >= 6
 
 
-def test_command_line_errors_say_what_to_fix(tmp_path, emulator):
-    config = tmp_path / "sync.yaml"
-    config.write_text("syncs:\n  - name: a\n    audience_id: nope\n"
-                      "    send_events: {enabled: true}\n")
+def test_the_command_exits_2_with_what_to_fix(tmp_path, emulator):
+    config = tmp_path / "sync.json"
+    config.write_text(json.dumps({"syncs": [NEWSLETTER]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--sync_config", str(config),
+         "--input_files", str(write_jsonl(tmp_path / "in.jsonl", RECORDS)),
+         "--mailchimp_base_url", emulator.base_url],
+        env={"PATH": "/usr/bin:/bin", "MAILCHIMP_API_KEY": "b4dk3y9q-us6"},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "mailchimp-stream: Mailchimp refused the credentials" in done.stderr
+    assert "b4dk3y9q" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("case, key, message", [
+    ("bad config", API_KEY, "syncs[0] (newsletter).status_if_new: Input should be"),
+    ("no credentials", None, "no Mailchimp credentials"),
+    ("unknown audience", API_KEY, "audience_id 'nope' does not exist"),
+    ("unreachable", API_KEY, "cannot reach Mailchimp at http://127.0.0.1:9/3.0"),
+    ("no input", API_KEY, "matches no file"),
+    ("two sources", API_KEY, "give exactly one of --input_files"),
+])
+def test_start_up_errors_say_what_to_fix(tmp_path, emulator, monkeypatch, capsys,
+                                         case, key, message):
+    monkeypatch.delenv("MAILCHIMP_API_KEY", raising=False)
+    monkeypatch.delenv("MAILCHIMP_OAUTH_TOKEN", raising=False)
+    if key:
+        monkeypatch.setenv("MAILCHIMP_API_KEY", key)
+    sync = dict(NEWSLETTER)
+    if case == "bad config":
+        sync["status_if_new"] = "cleaned"
+    if case == "unknown audience":
+        sync["audience_id"] = "nope"
+    config = tmp_path / "sync.json"
+    config.write_text(json.dumps({"syncs": [sync]}))
     records = write_jsonl(tmp_path / "in.jsonl", RECORDS)
-    base = [sys.executable, "-m", "pipeline", "--sync_config", str(config),
-            "--input_files", str(records), "--mailchimp_base_url", emulator.base_url]
-    cases = {
-        "MAILCHIMP_API_KEY": ("not-the-key-us6", "refused the credentials"),
-        "": (None, "no Mailchimp credentials"),
-        "missing": (API_KEY, "audience_id 'nope' does not exist"),
-    }
-    for name, (key, message) in cases.items():
-        env = {"PATH": "/usr/bin:/bin"}
-        if key:
-            env["MAILCHIMP_API_KEY"] = key
-        done = subprocess.run(base, env=env, capture_output=True, text=True,
-                              timeout=120)
-        assert done.returncode == 2, (name, done.stderr)
-        assert message in done.stderr, (name, done.stderr)
-        assert API_KEY not in done.stderr + done.stdout
+    argv = ["--sync_config", str(config), "--input_files",
+            str(tmp_path / "none-*.jsonl") if case == "no input" else str(records),
+            "--mailchimp_base_url",
+            "http://127.0.0.1:9/3.0" if case == "unreachable" else emulator.base_url]
+    if case == "two sources":
+        argv += ["--input_topic", "projects/my-project/topics/t"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -168,6 +168,13 @@ def test_event_name(event_type, expected):
     assert event_name(event_type) == expected
 
 
+def test_backfill_events_do_not_trigger_automations():
+    rules = sync(send_events={"enabled": True, "is_syncing": True})
+    [request] = list(ProjectProperties(rules)._step(
+        Action("s", "a", "event", record(), "ada@example.com", "h")))
+    assert request.body() == {"name": "purchase", "properties": {}, "is_syncing": True}
+
+
 def test_project_properties_builds_requests():
     rules = sync(send_events={"enabled": True, "occurred_at": "event_time",
                               "properties": ["event_properties.n", "platform",

@@ -14,6 +14,12 @@ Kind = Literal["event", "member"]
 NAMESPACE = "mailchimp_stream"  # of every Beam metric the pipeline reports
 
 
+# Property paths that are a Record's own attributes.
+_OWN_FIELDS = {"user_id": "user_id", "device_id": "device_id",
+               "event_type": "event_type", "insert_id": "insert_id",
+               "time": "time_ms"}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Record:
     """One Amplitude event or identify call, parsed.
@@ -44,11 +50,10 @@ class Record:
             return self.user_properties.get(name, default)
         if head == "attributes" and name:
             return self.attributes.get(name, default)
-        own = {"user_id": self.user_id, "device_id": self.device_id,
-               "event_type": self.event_type, "insert_id": self.insert_id,
-               "time": self.time_ms}
-        if path in own:
-            return default if own[path] is None else own[path]
+        attribute = _OWN_FIELDS.get(path)
+        if attribute:
+            value = getattr(self, attribute)
+            return default if value is None else value
         return self.fields.get(path, default)
 
 
