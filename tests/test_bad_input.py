@@ -188,8 +188,14 @@ CASES = [
          "expected a JSON object, got a boolean"),
     # --- not an Amplitude record ------------------------------------------
     unrecognised("missing_event_type", {"user_id": "u", "insert_id": "x1"},
-                 "not an Amplitude record: no 'event_type', 'events' or "
-                 "'identification'"),
+                 "not an Amplitude record: no 'event_type', 'events', "
+                 "'identification' or identified 'user_properties'"),
+    unrecognised("bare_identify_properties_list",
+                 {"user_id": "u", "user_properties": ["$set"]},
+                 "user_properties: Input should be a valid dictionary"),
+    unrecognised("bare_identify_set_list",
+                 {"user_id": "u", "user_properties": {"$set": ["a"]}},
+                 "user_properties.$set must be an object"),
     dead("empty_object", "{}", "unrecognised_record",
          "not an Amplitude record: no 'event_type'"),
     # --- wrong types, field by field ----------------------------------------

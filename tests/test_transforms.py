@@ -82,6 +82,17 @@ def test_export_rows_and_identify_operations():
     assert ident.user_properties == {"A": 1, "B": 2} and ident.unset == ("C",)
 
 
+def test_a_bare_identify_object_is_an_identify_call():
+    """Amplitude's Identify API object without its `identification` wrapper."""
+    payload = json.dumps({"device_id": "d1", "user_id": "u", "user_properties": {
+        "$set": {"email": "u@example.com"}, "$unset": {"PLAN": "-"}}})
+    [ident] = parse_payload(payload)
+    assert (ident.event_type, ident.is_identify, ident.user_id, ident.device_id,
+            ident.user_properties, ident.unset, ident.payload) == (
+        "$identify", True, "u", "d1", {"email": "u@example.com"}, ("PLAN",),
+        payload)
+
+
 @pytest.mark.parametrize("op, value, expected", [
     ("is_set", None, True), ("is_not_set", None, False),
     ("equals", "pro", True), ("equals", "free", False),

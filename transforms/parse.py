@@ -2,8 +2,9 @@
 
 Accepted shapes (Amplitude): an HTTP API v2 event, an HTTP API body
 `{"api_key", "events": [...]}`, an Identify API payload
-`{"identification": [...]}` (a list or a JSON string of one) and an Export API
-row (`$insert_id`, `event_time`). Anything else is dead-lettered with the
+`{"identification": [...]}` (a list or a JSON string of one), a bare identify
+object (`user_id` and/or `device_id` with `user_properties`, no `event_type`)
+and an Export API row (`$insert_id`, `event_time`). Anything else is dead-lettered with the
 original text and a reason that says what is wrong.
 """
 from __future__ import annotations
@@ -175,10 +176,12 @@ def _items(value: Any) -> Iterator[tuple[Any, bool]]:
             yield identify, True
     elif "event_type" in value:
         yield value, False
+    elif "user_properties" in value and ("user_id" in value or "device_id" in value):
+        yield value, True  # one identification, sent without its wrapper
     else:
         raise UnrecognisedRecord(
-            "not an Amplitude record: no 'event_type', 'events' or "
-            "'identification'")
+            "not an Amplitude record: no 'event_type', 'events', "
+            "'identification' or identified 'user_properties'")
 
 
 def _to_record(item: Any, is_identify: bool, payload: str,
