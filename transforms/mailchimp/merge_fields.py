@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
 import re
 import threading
@@ -16,6 +17,7 @@ import time
 from typing import Any, Callable, Optional
 
 from transforms.mailchimp.client import MailchimpClient
+from transforms.mailchimp.errors import DeliveryFailed, MailchimpError
 
 _TEXT_MAX_BYTES = 255
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y",
@@ -26,6 +28,7 @@ _ZIP = re.compile(r"^\d{5}$", re.ASCII)
 _URL = re.compile(r"^(https?)(://\S+)$", re.IGNORECASE)
 _ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
 _ADDRESS_OPTIONAL = ("addr2", "country")
+_LOGGER = logging.getLogger(__name__)
 
 
 class Unconvertible(ValueError):
@@ -172,19 +175,37 @@ def prepare(values: dict[str, Any], catalog: dict[str, dict]) -> tuple[
 
 class MergeFieldCatalog:
     """Each audience's merge fields by tag, fetched once and refreshed after
-    `refresh_s`, so fields added in Mailchimp are picked up by a long job."""
+    `refresh_s`, so fields added in Mailchimp are picked up by a long job.
+
+    A failed refresh keeps the cached catalog (with a warning) and tries
+    again at the next call: merge fields change rarely, and refusing a whole
+    batch for a stale list would turn a blip into dead letters. One lock per
+    audience, so a slow fetch for one audience holds up no other.
+    """
 
     def __init__(self, client: MailchimpClient, refresh_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic):
         self._client, self._refresh_s, self._clock = client, refresh_s, clock
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict[str, dict]]] = {}
 
+    def _lock(self, list_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(list_id, threading.Lock())
+
     def fields(self, list_id: str) -> dict[str, dict]:
-        with self._lock:
+        with self._lock(list_id):
             fetched = self._cache.get(list_id)
-            if fetched is None or self._clock() - fetched[0] >= self._refresh_s:
+            if fetched is not None and self._clock() - fetched[0] < self._refresh_s:
+                return fetched[1]
+            try:
                 catalog = {f["tag"]: f for f in self._client.merge_fields(list_id)}
-                fetched = (self._clock(), catalog)
-                self._cache[list_id] = fetched
-            return fetched[1]
+            except (MailchimpError, DeliveryFailed) as e:
+                if fetched is None:
+                    raise
+                _LOGGER.warning("merge fields of %s: refresh failed (%s); "
+                                "using the cached list", list_id, e)
+                return fetched[1]
+            self._cache[list_id] = (self._clock(), catalog)
+            return catalog
