@@ -75,10 +75,10 @@ def _publish(host: str, names: Sequence[str], messages: int) -> dict[str, str]:
 
 def _pardo_steps(sync_path: Path, subscription: str) -> int:
     """ParDo steps in the graph `python -m pipeline` builds for this sync."""
-    from pipeline.__main__ import pipeline_options
+    from pipeline.cli import pipeline_options
     from pipeline.config import load_config
     from pipeline.graph import build
-    from transforms.mailchimp.client import Endpoint
+    from transforms.mailchimp.credentials import Endpoint
 
     class Steps(PipelineVisitor):
         count = 0

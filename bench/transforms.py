@@ -82,7 +82,7 @@ def _trivial(raw) -> None:
 
 def _timed(path: Path, build: Callable) -> tuple[float, dict[str, int]]:
     pipeline = beam.Pipeline(runner="FnApiRunner", options=PipelineOptions([]))
-    build(pipeline | "Read records" >> ReadRecords(str(path)))
+    build((pipeline | "Read records" >> ReadRecords(str(path))).records)
     started = time.perf_counter()
     result = pipeline.run()
     result.wait_until_finish()

@@ -11,69 +11,44 @@ import sys
 import threading
 import time
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from pipeline.beam_logs import quiet_beam_imports
 
-from pipeline.config import ConfigError, load_config
-from pipeline.graph import build
-from pipeline.options import MailchimpStreamOptions
-from pipeline.preflight import PreflightError, check_mailchimp
-from pipeline.report import format_summary
-from pipeline.summary import read_summary
-from transforms.mailchimp.client import Endpoint
+with quiet_beam_imports():  # before anything imports Beam
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import StandardOptions
 
-# Runners that need no download (plain DirectRunner first fetches Prism).
-BATCH_RUNNER = "FnApiRunner"
-STREAMING_RUNNER = "BundleBasedDirectRunner"
-# The job runs elsewhere: submit it and return (a Flex Template launcher).
-REMOTE_RUNNERS = ("DataflowRunner",)
-
-
-class UsageError(ValueError):
-    pass
-
-
-def _check_source(options: MailchimpStreamOptions) -> None:
-    sources = [s for s in (options.input_files, options.input_subscription,
-                           options.input_topic) if s]
-    if len(sources) != 1:
-        raise UsageError("give exactly one of --input_files, "
-                         "--input_subscription, --input_topic")
-    if options.input_files and not FileSystems.match(
-            [options.input_files])[0].metadata_list:
-        raise UsageError(f"--input_files {options.input_files} matches no file")
-
-
-def pipeline_options(argv: list[str]) -> PipelineOptions:
-    options = PipelineOptions(argv)
-    standard = options.view_as(StandardOptions)
-    ours = options.view_as(MailchimpStreamOptions)
-    if not ours.input_files:
-        standard.streaming = True
-    if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
-        standard.runner = STREAMING_RUNNER if standard.streaming else BATCH_RUNNER
-    return options
+    from pipeline import cli
+    from pipeline.config import ConfigError, load_config
+    from pipeline.graph import build
+    from pipeline.options import MailchimpStreamOptions
+    from pipeline.preflight import PreflightError, check_mailchimp, check_pubsub
+    from pipeline.report import format_summary
+    from pipeline.summary import read_summary
+    from transforms.mailchimp.credentials import Endpoint
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    options = pipeline_options(argv)
-    ours = options.view_as(MailchimpStreamOptions)
+    help_text = cli.help_for(argv)
+    if help_text is not None:
+        print(help_text, end="")
+        return 0
     try:
-        if not ours.sync_config:
-            raise UsageError("--sync_config is required")
-        _check_source(ours)
+        options = cli.parse(argv)
+        ours = options.view_as(MailchimpStreamOptions)
         config = load_config(ours.sync_config)
+        check_pubsub(ours)
         endpoint = Endpoint(ours.mailchimp_base_url, ours.mailchimp_api_key_secret)
         check_mailchimp(endpoint, config)
-    except (UsageError, ConfigError, PreflightError) as e:
+    except (cli.UsageError, ConfigError, PreflightError) as e:
         print(f"mailchimp-stream: {e}", file=sys.stderr)
         return 2
     pipeline = build(beam.Pipeline(options=options), config, endpoint)
     result = pipeline.run()
     runner = options.view_as(StandardOptions).runner
-    if runner in REMOTE_RUNNERS:
+    if not cli.is_local_runner(runner):
+        # The job runs elsewhere (Dataflow, a portable job server): a Flex
+        # Template launcher only submits it.
         print(f"mailchimp-stream: submitted to {runner}")
         return 0
     if ours.input_files:

@@ -13,8 +13,13 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the offending key."""
 
 
-def _where(loc: tuple, raw: object) -> str:
-    """`syncs[0].send_events.filters[1].op`, with the sync's name when known."""
+# YAML 1.1, which PyYAML reads, takes these unquoted words for booleans.
+_YAML_BOOLEANS = "yes, no, on, off, true, false"
+
+
+def _where(loc: tuple, raw: object) -> tuple[str, object]:
+    """`syncs[0].send_events.filters[1].op`, with the sync's name when known,
+    and the value found there."""
     parts, node = [], raw
     for step in loc:
         if isinstance(step, int):
@@ -28,7 +33,7 @@ def _where(loc: tuple, raw: object) -> str:
             node = node[step]
         except (KeyError, IndexError, TypeError):
             node = None
-    return "".join(parts) or "config"
+    return "".join(parts) or "config", node
 
 
 def parse_config(raw: object) -> SyncConfig:
@@ -37,10 +42,18 @@ def parse_config(raw: object) -> SyncConfig:
     except ValidationError as e:
         problems = []
         for error in e.errors(include_url=False, include_input=False):
+            where, value = _where(error["loc"], raw)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
-            problems.append(f"{_where(error['loc'], raw)}: {message}")
+            elif error["type"] == "string_type" and isinstance(value, bool):
+                key = next((k for k in reversed(error["loc"])
+                            if isinstance(k, str)), "name")
+                message = (f"text expected, got the boolean {str(value).lower()}"
+                           f" (YAML reads {_YAML_BOOLEANS} unquoted as "
+                           f"booleans: put the value in quotes, e.g. "
+                           f"{key}: \"off\")")
+            problems.append(f"{where}: {message}")
         raise ConfigError("; ".join(problems)) from None
 
 

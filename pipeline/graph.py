@@ -8,7 +8,8 @@ from pipeline.outputs import WriteOutputs
 from pipeline.sources import ReadRecords
 from transforms.batching import BatchPerAudience
 from transforms.dedupe import DropDuplicates
-from transforms.mailchimp.client import Endpoint, RetryPolicy
+from transforms.mailchimp.client import RetryPolicy
+from transforms.mailchimp.credentials import Endpoint
 from transforms.parse import ParseRecords
 from transforms.rules import SendSync
 from transforms.sink import SinkSettings, WriteToMailchimp
@@ -27,15 +28,17 @@ def build(pipeline: beam.Pipeline, config: SyncConfig,
           endpoint: Endpoint) -> beam.Pipeline:
     options = pipeline.options.view_as(MailchimpStreamOptions)
     streaming = not options.input_files
-    raw = pipeline | "Read records" >> ReadRecords(
+    read = pipeline | "Read records" >> ReadRecords(
         options.input_files, options.input_subscription, options.input_topic,
         options.event_time_attribute)
-    parsed = raw | "Parse records" >> ParseRecords()
+    parsed = read.records | "Parse records" >> ParseRecords()
     unique = parsed.records | "Drop duplicates" >> DropDuplicates(
         options.dedupe_window)
 
     outcomes = {"records": parsed.records, "duplicates": unique.duplicates,
                 "parse dead letters": parsed.dead_letter}
+    if read.dead_letter is not None:  # files that could not be read
+        outcomes["read dead letters"] = read.dead_letter
     for sync in config.enabled:
         sent = unique.records | f"Sync {sync.name}" >> SendSync(
             sync,

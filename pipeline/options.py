@@ -1,8 +1,15 @@
-"""MailchimpStreamOptions: every flag of `python -m pipeline`.
+"""MailchimpStreamOptions: every flag of `python -m pipeline`, and what
+values each accepts (`problems`).
 
-templates/metadata.json mirrors these (a test keeps the two in step).
+templates/metadata.json mirrors these, help texts and ranges (tests keep the
+two in step).
 """
 from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+from urllib.parse import urlsplit
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -12,75 +19,137 @@ class MailchimpStreamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--sync_config",
+            "--sync_config", metavar="PATH",
             help="Required. YAML or JSON file with the syncs (see README: "
                  "Sync config).")
         parser.add_argument(
-            "--input_files",
+            "--input_files", metavar="GLOB",
             help="Batch source: glob of JSON lines, .gz JSON lines or "
                  "Amplitude export .zip files.")
         parser.add_argument(
-            "--input_subscription",
+            "--input_subscription", metavar="SUBSCRIPTION",
             help="Streaming source: projects/P/subscriptions/S.")
         parser.add_argument(
-            "--input_topic",
+            "--input_topic", metavar="TOPIC",
             help="Streaming source: projects/P/topics/T (a temporary "
                  "subscription is created).")
         parser.add_argument(
-            "--event_time_attribute",
+            "--event_time_attribute", metavar="NAME",
             help="Streaming: message attribute holding the event time "
                  "(RFC 3339 or epoch milliseconds); default: publish time.")
         parser.add_argument(
-            "--dead_letter_topic",
+            "--dead_letter_topic", metavar="TOPIC",
             help="Streaming: also publish dead letters to this topic "
                  "(projects/P/topics/T), payload as data, stage, reason, "
                  "error and sync as attributes.")
         parser.add_argument(
-            "--output_window_secs", type=float, default=60.0,
+            "--output_window_secs", type=float, default=60.0, metavar="S",
             help="Streaming: output files are written per window of this "
                  "many seconds.")
         parser.add_argument(
-            "--summary_refresh_secs", type=int, default=5,
+            "--summary_refresh_secs", type=int, default=5, metavar="S",
             help="Streaming: summary.json is rewritten with running totals "
                  "this often (whole seconds).")
         parser.add_argument(
-            "--output_dir", default="output",
+            "--output_dir", default="output", metavar="DIR",
             help="Where skipped members, unknown merge fields, dead letters "
                  "and summary.json go.")
         parser.add_argument(
-            "--mailchimp_base_url",
+            "--mailchimp_base_url", metavar="URL",
             help="API root override, e.g. http://127.0.0.1:PORT/3.0 for the "
                  "local emulator. Default: from the credentials.")
         parser.add_argument(
-            "--mailchimp_api_key_secret",
+            "--mailchimp_api_key_secret", metavar="VERSION",
             help="Secret Manager version holding the API key "
                  "(projects/P/secrets/S/versions/V); default: the "
                  "MAILCHIMP_API_KEY or MAILCHIMP_OAUTH_TOKEN environment "
                  "variable.")
         parser.add_argument(
-            "--dedupe_window", type=int, default=200_000,
+            "--dedupe_window", type=int, default=200_000, metavar="N",
             help="A record whose insert_id is among the last this many "
                  "(at least half as many) seen by a worker is dropped as a "
                  "duplicate.")
         parser.add_argument(
-            "--max_connections", type=int, default=10,
+            "--max_connections", type=int, default=10, metavar="N",
             help="Requests in flight per worker process (Mailchimp allows 10 "
                  "per user: with N workers use 10/N).")
         parser.add_argument(
-            "--batch_size", type=int, default=5000,
+            "--batch_size", type=int, default=5000, metavar="N",
             help="Requests per batch; members go 500 per batch-subscribe call.")
         parser.add_argument(
-            "--max_buffering_secs", type=float, default=5.0,
+            "--max_buffering_secs", type=float, default=5.0, metavar="S",
             help="Streaming: longest time a request waits for its batch to fill.")
         parser.add_argument(
-            "--shards_per_audience", type=int, default=16,
+            "--shards_per_audience", type=int, default=16, metavar="N",
             help="Streaming: parallel batches per audience.")
         parser.add_argument(
-            "--max_retries", type=int, default=5,
+            "--max_retries", type=int, default=5, metavar="N",
             help="Retries of a throttled (429) or failed (5xx) request.")
         parser.add_argument(
-            "--request_timeout_secs", type=float, default=130.0,
+            "--request_timeout_secs", type=float, default=130.0, metavar="S",
             help="Read timeout of one request (Mailchimp gives up at 120 s).")
         parser.add_argument(
-            "--merge_fields_refresh_secs", type=float, default=300.0,
+            "--merge_fields_refresh_secs", type=float, default=300.0, metavar="S",
             help="How long an audience's merge-field list is cached.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric flag accepts: from `low` (itself excluded when
+    `open_low`) up to `high`; never NaN or infinity."""
+    low: float
+    high: Optional[float] = None
+    open_low: bool = False
+    why: str = ""
+
+    def accepts(self, value: float) -> bool:
+        return (math.isfinite(value)
+                and (value > self.low if self.open_low else value >= self.low)
+                and (self.high is None or value <= self.high))
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            text = f"from {self.low:g} to {self.high:g}"
+        else:
+            text = f"{'more than' if self.open_low else 'at least'} {self.low:g}"
+        return text + (f" ({self.why})" if self.why else "")
+
+
+POSITIVE = Range(0, open_low=True)
+LIMITS = {
+    "output_window_secs": POSITIVE,
+    "summary_refresh_secs": Range(1),
+    "dedupe_window": Range(1),
+    "max_connections": Range(1, 10, why="Mailchimp allows 10 simultaneous "
+                                        "connections per account"),
+    "batch_size": Range(1),
+    "max_buffering_secs": POSITIVE,
+    "shards_per_audience": Range(1),
+    "max_retries": Range(0),
+    "request_timeout_secs": POSITIVE,
+    "merge_fields_refresh_secs": Range(0),
+}
+API_ROOT_EXAMPLE = "https://us6.api.mailchimp.com/3.0"
+
+
+def _base_url_problem(url: str) -> Optional[str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "needs its scheme and host"
+    if not parts.path.rstrip("/").endswith("/3.0"):
+        return "needs the API version path /3.0"
+    return None
+
+
+def problems(options: MailchimpStreamOptions) -> list[str]:
+    """What is wrong with the flags' values, one message per flag."""
+    found = []
+    for name, limit in LIMITS.items():
+        value = getattr(options, name)
+        if not limit.accepts(value):
+            found.append(f"--{name} {value}: must be {limit}")
+    url = options.mailchimp_base_url
+    if url is not None and (why := _base_url_problem(url)):
+        found.append(f"--mailchimp_base_url {url} {why}: give the API root, "
+                     f"e.g. {API_ROOT_EXAMPLE} or http://127.0.0.1:PORT/3.0")
+    return found

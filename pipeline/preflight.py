@@ -1,13 +1,26 @@
-"""Before the run: are the credentials good and every audience there?
+"""Before the run: are the credentials good, every audience there, and the
+Pub/Sub subscription or topics the run names?
 
-A bad key or an unreachable Mailchimp is the user's to fix, so it stops the
-run at once with a message, instead of dead-lettering every record.
+Each of these is the user's to fix, so it stops the run at once with a
+message, instead of dead-lettering every record (Mailchimp) or logging a 404
+and waiting for ever (Pub/Sub).
 """
 from __future__ import annotations
 
-from transforms.mailchimp.client import Endpoint, MailchimpClient, RetryPolicy
+import logging
+
+from google.api_core import exceptions as google_errors
+from google.auth.exceptions import GoogleAuthError
+from google.cloud import pubsub_v1
+
+from pipeline.options import MailchimpStreamOptions
+from transforms.mailchimp.client import MailchimpClient, RetryPolicy
+from transforms.mailchimp.credentials import Endpoint
 from transforms.mailchimp.errors import DeliveryFailed, MailchimpError
 from transforms.sync import SyncConfig
+
+PUBSUB_TIMEOUT_S = 30.0
+_LOGGER = logging.getLogger(__name__)
 
 
 class PreflightError(RuntimeError):
@@ -43,3 +56,48 @@ def check_mailchimp(endpoint: Endpoint, config: SyncConfig) -> None:
         raise PreflightError(f"cannot reach Mailchimp at {root}: {e}") from None
     finally:
         client.close()
+
+
+def check_pubsub(options: MailchimpStreamOptions) -> None:
+    """The subscription or topics the flags name exist (PUBSUB_EMULATOR_HOST
+    is honoured, as Beam's Pub/Sub I/O does)."""
+    wanted = [(flag, name) for flag, name in (
+        ("--input_subscription", options.input_subscription),
+        ("--input_topic", options.input_topic),
+        ("--dead_letter_topic", options.dead_letter_topic)) if name]
+    if not wanted:
+        return
+    try:
+        subscriber = pubsub_v1.SubscriberClient()
+        publisher = pubsub_v1.PublisherClient()
+    except GoogleAuthError as e:
+        raise PreflightError(
+            f"cannot check {wanted[0][0]} {wanted[0][1]}: no Google Cloud "
+            f"credentials ({e})") from None
+    try:
+        for flag, name in wanted:
+            _check_exists(subscriber, publisher, flag, name)
+    finally:
+        subscriber.close()
+        publisher.stop()
+
+
+def _check_exists(subscriber, publisher, flag: str, name: str) -> None:
+    kind = "subscription" if flag == "--input_subscription" else "topic"
+    try:
+        if kind == "subscription":
+            subscriber.get_subscription(request={"subscription": name},
+                                        timeout=PUBSUB_TIMEOUT_S)
+        else:
+            publisher.get_topic(request={"topic": name}, timeout=PUBSUB_TIMEOUT_S)
+    except google_errors.NotFound:
+        raise PreflightError(f"{flag} {name}: no such Pub/Sub {kind}; create "
+                             f"it or correct the name") from None
+    except google_errors.PermissionDenied:
+        # Reading a subscription or publishing needs fewer permissions than
+        # looking it up (pubsub.viewer): the run may still work.
+        _LOGGER.warning("cannot check that %s %s exists: permission denied",
+                        flag, name)
+    except (google_errors.GoogleAPIError, GoogleAuthError) as e:
+        raise PreflightError(f"cannot check {flag} {name} on Pub/Sub: "
+                             f"{type(e).__name__}: {e}") from None

@@ -23,6 +23,7 @@ from transforms.records import (DeadLetter, Delivered, Record, Skipped,
 SUMMARY_FILE = "summary.json"
 _SECTION = {"event": "events", "member": "members"}
 Count = tuple[Optional[str], str]  # (sync, or None for the whole run; name)
+_BEFORE_RECORDS = {"read", "parse"}  # dead-letter stages of a whole input
 
 
 def outcome_counts(outcome) -> list[Count]:
@@ -38,7 +39,7 @@ def outcome_counts(outcome) -> list[Count]:
         return [(outcome.sync, f"{_SECTION[outcome.kind]}.skipped.{outcome.reason}")]
     if isinstance(outcome, DeadLetter):
         names = ["dead_letter", f"dead_letter.{outcome.reason}"]
-        if outcome.stage == "parse":  # a record in, that never became a Record
+        if outcome.stage in _BEFORE_RECORDS:  # an input that never became a Record
             return [(None, "records_in")] + [(None, n) for n in names]
         return [(outcome.sync, n) for n in names + [f"{outcome.stage}.dead_letter"]]
     if isinstance(outcome, UnknownMergeFields):

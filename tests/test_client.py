@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.local.mailchimp_emulator import Faults, MailchimpEmulator
-from transforms.mailchimp.client import Credentials, Endpoint, MailchimpClient, RetryPolicy
+from transforms.mailchimp.client import MailchimpClient, RetryPolicy
+from transforms.mailchimp.credentials import Credentials, Endpoint
 from transforms.mailchimp.errors import DeliveryFailed, MailchimpError, skip_reason
 from tests.helpers import API_KEY, AUDIENCE, SEED
 

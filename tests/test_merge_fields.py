@@ -7,7 +7,9 @@ import re
 import pytest
 
 from pipeline.local.mailchimp_emulator import MailchimpEmulator
-from transforms.mailchimp.client import Credentials, MailchimpClient
+from transforms.mailchimp.client import MailchimpClient, RetryPolicy
+from transforms.mailchimp.errors import DeliveryFailed
+from transforms.mailchimp.credentials import Credentials
 from transforms.mailchimp.merge_fields import (MergeFieldCatalog, Unconvertible,
                                                convert, prepare)
 from tests.helpers import API_KEY
@@ -71,3 +73,19 @@ def test_catalog_reads_every_page_and_refreshes_after_its_interval():
         catalog.fields("l1")
         calls = emu.stats["requests"]["GET /3.0/lists/{list_id}/merge-fields"]
     assert calls == 2  # once, then once more after the refresh interval
+
+
+def test_a_failed_refresh_keeps_the_cached_catalog(caplog):
+    seed = {"lists": [{"id": "l1", "name": "L", "members": [], "merge_fields": [
+        {"tag": "FNAME", "name": "First name", "type": "text"}]}]}
+    now = [0.0]
+    with MailchimpEmulator(seed=seed, api_key=API_KEY) as emu:
+        client = MailchimpClient(emu.base_url, Credentials("api_key", API_KEY),
+                                 retry=RetryPolicy(attempts=1))
+        catalog = MergeFieldCatalog(client, refresh_s=60, clock=lambda: now[0])
+        assert list(catalog.fields("l1")) == ["FNAME"]
+    now[0] = 61.0  # the emulator is gone: the refresh cannot connect
+    assert list(catalog.fields("l1")) == ["FNAME"]
+    assert "refresh failed" in caplog.text
+    with pytest.raises(DeliveryFailed):  # nothing cached for this one
+        catalog.fields("l2")

@@ -21,13 +21,14 @@ _Member = tuple[list[MemberUpsert], dict]  # the requests one body serves
 
 
 def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
-    """A skip with the error's reason, or a dead letter with the payload."""
+    """A skip with the error's reason and what Mailchimp said, or a dead
+    letter with the payload."""
+    refusal = error if isinstance(error, MailchimpError) else None
     for request in requests:
         kind = "member" if isinstance(request, MemberUpsert) else "event"
-        reason = skip_reason(error, kind) if isinstance(
-            error, MailchimpError) else None
-        if reason:
-            yield Skipped.of(request, reason)
+        reason = skip_reason(refusal, kind) if refusal is not None else None
+        if refusal is not None and reason:
+            yield Skipped.of(request, reason, refusal.explanation)
         else:
             dead = ("retries_exhausted" if isinstance(error, DeliveryFailed)
                     else "mailchimp_rejected")
@@ -69,14 +70,16 @@ class BatchDelivery:
             by_member.setdefault(upsert.subscriber_hash, []).append(upsert)
         members: list[_Member] = []
         for group in by_member.values():
-            values: dict = {}
+            sendable: dict = {}
             for upsert in group:
-                values.update(upsert.merge_fields)
-            sendable, unknown, invalid = prepare(values, catalog)
+                # Reported per upsert, so the reports do not depend on how
+                # records fall into batches (and so on the worker count).
+                values, unknown, invalid = prepare(upsert.merge_fields, catalog)
+                if unknown or invalid:
+                    yield UnknownMergeFields(upsert.sync, list_id, upsert.email,
+                                             tuple(unknown), invalid)
+                sendable.update(values)
             first = group[0]
-            if unknown or invalid:
-                yield UnknownMergeFields(first.sync, list_id, first.email,
-                                         tuple(unknown), invalid)
             body = {"email_address": first.email,
                     "status_if_new": first.status_if_new}
             if sendable:

@@ -110,29 +110,33 @@ Request = MemberUpsert | MemberEvent
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Skipped:
+    """`detail`: what Mailchimp said, for the skips it decided (for
+    invalid_merge_fields the fields and its messages)."""
     sync: str
     kind: Kind
     reason: str
     email: Optional[str] = None
     event_type: Optional[str] = None
     insert_id: Optional[str] = None
+    detail: Optional[str] = None
 
     def to_json(self) -> str:
         return json.dumps(
             {k: v for k, v in dataclasses.asdict(self).items() if v is not None})
 
     @classmethod
-    def of(cls, action_or_request: Action | Request, reason: str) -> "Skipped":
+    def of(cls, action_or_request: Action | Request, reason: str,
+           detail: Optional[str] = None) -> "Skipped":
         if isinstance(action_or_request, Action):
             record = action_or_request.record
             return cls(action_or_request.sync, action_or_request.kind, reason,
                        action_or_request.email, record.event_type,
-                       record.insert_id)
+                       record.insert_id, detail)
         kind: Kind = "member" if isinstance(
             action_or_request, MemberUpsert) else "event"
         return cls(action_or_request.sync, kind, reason,
                    action_or_request.email, action_or_request.event_type,
-                   action_or_request.insert_id)
+                   action_or_request.insert_id, detail)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,8 +160,8 @@ class UnknownMergeFields:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DeadLetter:
-    stage: str  # parse | members | events
-    reason: str  # malformed_json | unrecognised_record | mailchimp_rejected | retries_exhausted
+    stage: str  # read (a whole input file) | parse | members | events
+    reason: str  # unreadable_file | malformed_json | unrecognised_record | mailchimp_rejected | retries_exhausted
     error: str
     payload: str
     sync: Optional[str] = None

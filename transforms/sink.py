@@ -14,8 +14,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from transforms.delivery import BatchDelivery
 from transforms.mailchimp.client import (MAX_CONNECTIONS, ConnectionLimiter,
-                                         Credentials, Endpoint,
                                          MailchimpClient, RetryPolicy)
+from transforms.mailchimp.credentials import Credentials, Endpoint
 from transforms.mailchimp.merge_fields import MergeFieldCatalog
 from transforms.records import DeadLetter, Skipped, UnknownMergeFields
 from transforms.routing import SKIPPED

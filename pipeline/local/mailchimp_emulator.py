@@ -13,6 +13,16 @@ connections per key, and optional latency and injected faults::
         emu.member("a1b2c3d4e5", "Ada@example.com")  # the member JSON, or None
         emu.stats  # max_in_flight, max_open_connections, requests, faults, ...
 
+Where Mailchimp's real answers differ from its documentation, the emulator
+answers as Mailchimp does (tests/fixtures/mailchimp_answers/): a merge tag
+the audience lacks is accepted and dropped; a fake-looking address gets 400
+"Invalid Resource", detail "<email> looks fake or invalid, please enter a
+real email address." and no `errors` list. Fake-looking, by the emulator's
+fixed rule: a "*" anywhere in the address, or a domain in
+``identity.FAKE_DOMAINS`` (mailinator.com, guerrillamail.com, yopmail.com,
+10minutemail.com, trashmail.com) or a subdomain of one. A method no route
+serves gets a problem+json 405 with an Allow header.
+
 Command line: ``python -m pipeline.local.mailchimp_emulator --port 8080
 [--seed SEED.json] [--api-key KEY]`` (default: MAILCHIMP_API_KEY) prints
 ``Mailchimp emulator listening on http://127.0.0.1:PORT/3.0/`` and serves

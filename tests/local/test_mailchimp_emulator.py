@@ -95,10 +95,10 @@ def assert_problem(response: requests.Response, status: int, title: str) -> dict
     assert problem["status"] == status
     assert isinstance(problem["detail"], str) and problem["detail"]
     uuid.UUID(problem["instance"])
-    if title == "Invalid Resource":
-        assert problem["errors"], "Invalid Resource must name the fields"
-        for error in problem["errors"]:
-            assert set(error) == {"field", "message"}
+    # Errors name fields when there are any; a fake-looking address's
+    # "Invalid Resource" has none (see test_fake_looking_address_*).
+    for error in problem.get("errors", []):
+        assert set(error) == {"field", "message"}
     return problem
 
 
@@ -207,6 +207,17 @@ def test_wrong_method_is_405(api, method, path, allowed):
     response = api.request(method, path, json={})
     assert_problem(response, 405, "Method Not Allowed")
     assert response.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "HEAD", "PROPFIND"])
+def test_methods_no_route_serves_are_405_problems_not_501(api, method):
+    response = api.request(method, f"/lists/{LIST_ID}")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    if method != "HEAD":  # a HEAD answer carries no body
+        assert_problem(response, 405, "Method Not Allowed")
+    assert api.get("/ping").status_code == 200  # the connection stayed in step
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b'{"name": NaN}'])
@@ -345,7 +356,9 @@ def test_put_rejects_bodies_the_schema_rejects(api, emu, body, field):
 def test_unsubscribed_or_cleaned_member_cannot_be_resubscribed(api, emu, email, status):
     before = emu.member(LIST_ID, email)
     response = put_member(api, email, status=status, merge_fields={"FNAME": "Changed"})
-    assert_problem(response, 400, "Member In Compliance State")
+    problem = assert_problem(response, 400, "Member In Compliance State")
+    assert problem["detail"] == (f"{email} is in a compliance state due to unsubscribe, bounce, "
+                                 "or compliance review and cannot be subscribed.")
     assert emu.member(LIST_ID, email) == before
 
 
@@ -358,8 +371,30 @@ def test_compliance_state_allows_other_changes(api):
 
 def test_forgotten_email_is_not_subscribed(api, emu):
     response = put_member(api, "Gone@Example.com")
-    assert_problem(response, 400, "Forgotten Email Not Subscribed")
+    problem = assert_problem(response, 400, "Forgotten Email Not Subscribed")
+    assert problem["detail"] == ("Gone@Example.com was permanently deleted and cannot be "
+                                 "re-imported. The contact must re-subscribe to get back on "
+                                 "the list.")
     assert emu.member(LIST_ID, "gone@example.com") is None
+
+
+@pytest.mark.parametrize("email", [
+    "test@gm***.com", "j***@example.com", "someone@mailinator.com", "X@MAILINATOR.COM",
+    "a@eu.mailinator.com", "a@yopmail.com", "a@guerrillamail.com",
+])
+def test_fake_looking_address_gets_mailchimps_answer_without_errors(api, emu, email):
+    """The emulator's rule: a "*" anywhere, or a disposable-mail domain."""
+    response = put_member(api, email)
+    problem = assert_problem(response, 400, "Invalid Resource")
+    assert problem["detail"] == f"{email} looks fake or invalid, please enter a real email address."
+    assert "errors" not in problem
+    assert emu.member(LIST_ID, email) is None
+
+
+@pytest.mark.parametrize("email", ["a@notmailinator.com", "mailinator.com@example.com",
+                                   "a@mailinator.com.example.org"])
+def test_addresses_merely_resembling_fake_ones_are_accepted(api, email):
+    assert put_member(api, email).status_code == 200
 
 
 @pytest.mark.parametrize("email", [
@@ -416,12 +451,20 @@ def test_merge_field_values_are_checked_by_type(api, emu, tag):
     assert cleared.json()["merge_fields"][tag] == ""
 
 
-def test_unknown_merge_tags_are_named(api, emu):
+def test_unknown_merge_tags_are_dropped_silently(api, emu):
+    """As Mailchimp answers (recorded): accepted, the unknown tags gone."""
     response = put_member(api, "erin@example.com",
                           merge_fields={"FNAME": "Erin", "PLANET": "Mars", "fname": "x"})
-    assert_problem(response, 400, "Invalid Resource")
-    assert error_fields(response) == ["PLANET", "fname"]
-    assert emu.member(LIST_ID, "erin@example.com") is None
+    assert response.status_code == 200
+    assert response.json()["merge_fields"]["FNAME"] == "Erin"
+    stored = emu.member(LIST_ID, "erin@example.com")["merge_fields"]
+    assert "PLANET" not in stored and "fname" not in stored
+    patched = api.patch(f"/lists/{LIST_ID}/members/{md5('erin@example.com')}",
+                        json={"merge_fields": {"PLANET": "Venus", "AGE": 7}})
+    assert patched.status_code == 200 and "PLANET" not in patched.json()["merge_fields"]
+    wrong_type = put_member(api, "erin@example.com", merge_fields={"PLANET": "Mars", "AGE": "old"})
+    assert_problem(wrong_type, 400, "Invalid Resource")
+    assert wrong_type.json()["errors"] == [{"field": "AGE", "message": "Please enter a number"}]
 
 
 def test_required_merge_field_needed_for_new_members_only(api, emu):
@@ -481,15 +524,23 @@ def test_batch_creates_updates_and_reports_errors(api, emu):
         {"email_address": "zed@example.com", "status_if_new": "subscribed",
          "merge_fields": {"ZIP": "123"}},
         {"email_address": "bob@example.com", "status": "subscribed"},
+        {"email_address": "temp@mailinator.com", "status_if_new": "subscribed"},
+        {"email_address": "tagged@example.com", "status_if_new": "subscribed",
+         "merge_fields": {"PLANET": "Mars", "FNAME": "Tag"}},  # unknown tag: dropped
     ], update_existing=True)
     assert response.status_code == 200
     result = response.json()
-    assert [m["email_address"] for m in result["new_members"]] == ["new@example.com"]
+    assert [m["email_address"] for m in result["new_members"]] == [
+        "new@example.com", "tagged@example.com"]
     assert result["new_members"][0]["status"] == "pending"
+    assert "PLANET" not in result["new_members"][1]["merge_fields"]
     assert [m["email_address"] for m in result["updated_members"]] == ["Alice@Example.com"]
-    assert (result["total_created"], result["total_updated"], result["error_count"]) == (1, 1, 4)
+    assert (result["total_created"], result["total_updated"], result["error_count"]) == (2, 1, 5)
     errors = {e["email_address"]: e for e in result["errors"]}
-    assert set(errors) == {"not-an-email", "gone@example.com", "zed@example.com", "bob@example.com"}
+    assert set(errors) == {"not-an-email", "gone@example.com", "zed@example.com",
+                           "bob@example.com", "temp@mailinator.com"}
+    assert errors["temp@mailinator.com"]["error"] == (
+        "temp@mailinator.com looks fake or invalid, please enter a real email address.")
     for error in result["errors"]:
         assert set(error) == {"email_address", "error", "error_code", "field", "field_message"}
         assert error["error_code"] == "ERROR_GENERIC" and error["error"]

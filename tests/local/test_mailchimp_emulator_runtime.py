@@ -197,6 +197,10 @@ def test_bad_seed_is_rejected_with_its_reason():
                                    "merge_fields": {"ZIP": "1"}}]}]}
     with pytest.raises(ValueError, match="ZIP"):
         MailchimpEmulator(seed=bad)
+    fake = {"lists": [{"id": "L1", "members": [{"email_address": "a@mailinator.com"}]}]}
+    with pytest.raises(ValueError, match=r"^seed list L1: a@mailinator.com looks fake or "
+                                         r"invalid, please enter a real email address.$"):
+        MailchimpEmulator(seed=fake)
 
 
 def test_stop_closes_idle_keep_alive_connections_and_restart_works():

@@ -17,15 +17,12 @@ connection slot is released while waiting.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import logging
-import os
 import random
 import threading
 import time
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -34,58 +31,11 @@ from urllib3.exceptions import NewConnectionError
 from transforms.mailchimp.errors import (RETRYABLE_STATUS, DeliveryFailed,
                                          MailchimpError)
 
-API_KEY_ENV = "MAILCHIMP_API_KEY"
-OAUTH_TOKEN_ENV = "MAILCHIMP_OAUTH_TOKEN"
-OAUTH_METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"
+if TYPE_CHECKING:  # credentials live in their own module; only typed here
+    from transforms.mailchimp.credentials import Credentials
+
 MAX_CONNECTIONS = 10
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """An API key (`...-us6`) or an OAuth access token. Never printed."""
-    kind: Literal["api_key", "oauth_token"]
-    secret: str = dataclasses.field(repr=False)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Credentials":
-        if environ.get(API_KEY_ENV):
-            return cls("api_key", environ[API_KEY_ENV].strip())
-        if environ.get(OAUTH_TOKEN_ENV):
-            return cls("oauth_token", environ[OAUTH_TOKEN_ENV].strip())
-        raise ValueError(
-            f"no Mailchimp credentials: set {API_KEY_ENV} (the API key with "
-            f"its -dc suffix) or {OAUTH_TOKEN_ENV}")
-
-    @property
-    def authorization(self) -> str:
-        if self.kind == "oauth_token":
-            return f"Bearer {self.secret}"
-        # Basic auth with any user name and the key as password.
-        token = base64.b64encode(f"mailchimp-stream:{self.secret}".encode())
-        return f"Basic {token.decode()}"
-
-    @property
-    def fingerprint(self) -> str:
-        """Tells credentials apart without carrying the secret."""
-        return hashlib.sha256(self.secret.encode()).hexdigest()[:16]
-
-    def api_root(self, timeout: float = 10.0) -> str:
-        """https://DC.api.mailchimp.com/3.0: from the key's suffix, or for a
-        token from Mailchimp's OAuth metadata endpoint."""
-        if self.kind == "api_key":
-            _, sep, dc = self.secret.rpartition("-")
-            if not sep or not dc.isalnum():
-                raise ValueError(
-                    f"{API_KEY_ENV} has no data-centre suffix (like -us6)")
-            return f"https://{dc}.api.mailchimp.com/3.0"
-        response = requests.get(OAUTH_METADATA_URL, timeout=timeout,
-                                headers={"Authorization": f"OAuth {self.secret}"})
-        if response.status_code != 200:
-            raise ValueError(
-                f"{OAUTH_TOKEN_ENV} was refused by the OAuth metadata "
-                f"endpoint ({response.status_code})")
-        return response.json()["api_endpoint"].rstrip("/") + "/3.0"
 
 
 class ConnectionLimiter:
@@ -223,27 +173,3 @@ class MailchimpClient:
                         path, self._retry.attempts, failure)
         raise DeliveryFailed(
             f"gave up after {self._retry.attempts} attempts (last: {failure})")
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to call Mailchimp, resolved where it is used.
-
-    It holds no secret, so it can travel inside a pickled pipeline: the
-    credentials are read on the worker, from the environment or, on Dataflow,
-    from Secret Manager (`api_key_secret`: projects/P/secrets/S/versions/V).
-    """
-    api_root: Optional[str] = None  # None: from the credentials
-    api_key_secret: Optional[str] = None
-
-    def credentials(self) -> Credentials:
-        if self.api_key_secret:
-            # Imported here: only Dataflow deployments need this package.
-            from google.cloud import secretmanager
-            client = secretmanager.SecretManagerServiceClient()
-            secret = client.access_secret_version(name=self.api_key_secret)
-            return Credentials("api_key", secret.payload.data.decode().strip())
-        return Credentials.from_env()
-
-    def root(self, credentials: Credentials) -> str:
-        return self.api_root.rstrip("/") if self.api_root else credentials.api_root()

@@ -19,8 +19,7 @@ class MailchimpError(Exception):
                  errors: Optional[list[dict]] = None):
         self.status, self.title, self.detail = status, title, detail
         self.errors = errors or []
-        fields = ", ".join(
-            f"{e.get('field')}: {e.get('message')}" for e in self.errors)
+        fields = ", ".join(self.field_messages)
         super().__init__(
             f"{status} {title}" + (f": {detail}" if detail else "")
             + (f" ({fields})" if fields else ""))
@@ -34,7 +33,9 @@ class MailchimpError(Exception):
             problem = None
         if not isinstance(problem, dict):
             return cls(response.status_code, response.reason or "Error")
-        return cls(int(problem.get("status") or response.status_code),
+        # The HTTP status is what happened; a body's "status" can disagree
+        # (a proxy's page, a stale document) and is not trusted over it.
+        return cls(response.status_code,
                    str(problem.get("title") or response.reason or "Error"),
                    str(problem.get("detail") or ""),
                    [e for e in problem.get("errors") or [] if isinstance(e, dict)])
@@ -43,26 +44,52 @@ class MailchimpError(Exception):
     def fields(self) -> list[str]:
         return [str(e.get("field")) for e in self.errors if e.get("field")]
 
+    @property
+    def field_messages(self) -> list[str]:
+        """Each field Mailchimp named, with its message: "SCORE: Please
+        enter a number"."""
+        return [f"{e.get('field')}: {e.get('message')}"
+                for e in self.errors if e.get("field")]
+
+    @property
+    def explanation(self) -> str:
+        """What Mailchimp said, for a report: the fields and their messages,
+        else the detail."""
+        return "; ".join(self.field_messages) or self.detail or self.title
+
 
 class DeliveryFailed(Exception):
     """Retries ran out, or a non-idempotent request may or may not have
     reached Mailchimp; the record becomes a `retries_exhausted` dead letter."""
 
 
+# Mailchimp's wording in the detail, which stays English where some accounts
+# get translated titles (recorded answers, see tests/fixtures/mailchimp_answers).
+_FAKE_EMAIL = "looks fake or invalid"
+_COMPLIANCE = "in a compliance state"
+_FORGOTTEN = "permanently deleted and cannot be re-imported"
+
+
 def skip_reason(error: MailchimpError, kind: str) -> Optional[str]:
-    """The MISSION.md skip reason for an error, or None (dead letter)."""
+    """The MISSION.md skip reason for an error, or None (dead letter).
+
+    Classified on status, title and detail: a fake-looking address comes as
+    "Invalid Resource" with no `errors` at all; only a refused value names
+    its field.
+    """
     if error.status == 404 and kind == "event":
         return "member_not_found"
     if error.status != 400:
         return None
-    title = error.title.lower()
-    if "compliance state" in title:
+    title, detail = error.title.lower(), error.detail.lower()
+    if "compliance state" in title or _COMPLIANCE in detail:
         return "compliance_state"
-    if "forgotten email" in title:
+    if "forgotten email" in title or _FORGOTTEN in detail:
         return "forgotten_email"
-    if "invalid resource" in title and kind == "member":
-        if "email_address" in error.fields:
-            return "invalid_email"
-        if error.fields:
-            return "invalid_merge_fields"
+    if kind != "member":
+        return None
+    if _FAKE_EMAIL in detail or "email_address" in error.fields:
+        return "invalid_email"
+    if error.fields:  # only a validation failure names fields
+        return "invalid_merge_fields"
     return None

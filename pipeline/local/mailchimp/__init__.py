@@ -1,7 +1,8 @@
 """Implementation of the local Mailchimp Marketing API v3 emulator; use it
 through :mod:`pipeline.local.mailchimp_emulator`. One module per job:
 
-- ``problems``: problem+json errors; ``identity``: emails, subscriber hashes;
+- ``problems``: problem+json errors; ``identity``: emails (plausible,
+  fake-looking), subscriber hashes;
 - ``merge_fields``: merge field types and value checks; ``bodies``: request
   body checks mirroring the OpenAPI document;
 - ``audience``: one list's state; ``service``: the operations on it;

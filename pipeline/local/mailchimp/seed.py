@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from pipeline.local.mailchimp import bodies
 from pipeline.local.mailchimp.audience import Audience, Member
 from pipeline.local.mailchimp.identity import check_email
-from pipeline.local.mailchimp.problems import FieldError, InvalidFields
+from pipeline.local.mailchimp.problems import ApiError, FieldError, InvalidFields
 from pipeline.local.mailchimp.service import AudienceService
 
 
@@ -24,9 +24,10 @@ def load_seed(seed: Mapping[str, Any] | None) -> AudienceService:
             raise ValueError("seed: every list needs an id")
         try:
             audience = _audience(entry)
-        except InvalidFields as exc:
+        except (ApiError, InvalidFields) as exc:  # a fake-looking member is an ApiError
             problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
-            raise ValueError(f"seed list {entry['id']}: {exc.detail} ({problems})") from None
+            raise ValueError(f"seed list {entry['id']}: {exc.detail}"
+                             + (f" ({problems})" if problems else "")) from None
         audiences[audience.id] = audience
     return AudienceService(audiences, set(seed.get("forgotten", [])))
 

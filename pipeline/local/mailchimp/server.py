@@ -72,7 +72,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(response)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+    def __getattr__(self, name: str) -> Any:
+        # The base class answers a method it has no do_METHOD for with an
+        # HTML 501; every method goes to the gateway instead, so that one
+        # no route serves (TRACE, OPTIONS, HEAD, ...) gets Mailchimp's
+        # problem+json 405 with an Allow header.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -98,7 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         if response.status != 204:  # a 204 must not carry Content-Length (RFC 9110 8.6)
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if self.command != "HEAD":  # a HEAD answer has headers only (RFC 9110 9.3.2)
+            self.wfile.write(response.body)
 
     def _reset(self) -> None:
         # Linger 0 makes the close send RST instead of FIN. The descriptor
@@ -158,7 +166,7 @@ class _Server(ThreadingHTTPServer):
 
 class MailchimpEmulator:
     """A local Mailchimp Marketing API v3 on 127.0.0.1, for tests, demos and
-    benchmarks: the documented behaviour (auth, problem+json errors, the
+    benchmarks: Mailchimp's behaviour (auth, problem+json errors, the
     limit of simultaneous connections, member, merge field, batch subscribe
     and event rules), plus optional latency and injected faults.
 

@@ -201,8 +201,8 @@ class AudienceService:
 def _check_status_change(member: Member, status: str | None) -> None:
     if status in _OPT_IN_STATES and member.status in _COMPLIANCE_STATES:
         raise ApiError(400, "Member In Compliance State",
-                       f"{member.email_address} is already a list member in compliance state "
-                       "due to unsubscribe, bounce, or compliance review.")
+                       f"{member.email_address} is in a compliance state due to unsubscribe, bounce, "
+                       "or compliance review and cannot be subscribed.")
 
 
 def _apply(member: Member, status: str | None, values: dict[str, object]) -> None:
