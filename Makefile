@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-stream test bench install clean
+.PHONY: demo demo-stream test bench install lock clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The Flex Template image's locked dependencies (templates/Dockerfile).
+lock: $(STAMP)
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --strip-extras --extra gcp --no-emit-index-url \
+	    --no-emit-find-links --output-file templates/requirements.lock \
+	    pyproject.toml templates/requirements.in
 
 clean:
 	rm -rf $(VENV) output demo-output demo-stream-output *.egg-info

@@ -355,3 +355,40 @@ def test_docker_context_builds_the_package_with_its_data(tmp_path):
         assert needed in names, f"{needed} missing from the wheel"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pipeline.__main__:main" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
+
+
+# --- (f) pinned images and locked dependencies --------------------------------
+
+LOCK = ROOT / "templates" / "requirements.lock"
+
+
+def test_the_launcher_image_is_pinned():
+    launcher = next(f.split()[0] for f in _instructions("FROM")
+                    if "template-launcher-base" in f)
+    image, _, tag = launcher.rpartition(":")
+    assert image and tag and tag != "latest", f"pin a dated tag: {launcher}"
+
+
+def test_the_image_installs_from_the_lock_file_before_the_package():
+    assert any("templates/requirements.lock" in sources for sources, _ in _copies())
+    installs = [r for r in _instructions("RUN") if re.search(r"\bpip\d?\s+install\b", r)]
+    from_lock = [i for i, r in enumerate(installs) if re.search(r"\s-r\s+\S*requirements\.lock", r)]
+    package = [i for i, r in enumerate(installs) if "--no-deps" in r]
+    assert from_lock and package and from_lock[0] < package[0], installs
+
+
+def test_the_lock_pins_everything_the_package_needs():
+    from packaging.requirements import Requirement
+    pins = {Requirement(line.split("#")[0].strip()).name.lower(): Requirement(
+                line.split("#")[0].strip()).specifier
+            for line in LOCK.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "-"))}
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    needed = project["dependencies"] + project["optional-dependencies"]["gcp"]
+    for dependency in map(Requirement, needed):
+        name = dependency.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in {LOCK.name}: run make lock"
+        (pin,) = pins[name]
+        assert pin.operator == "==" and dependency.specifier.contains(pin.version), (
+            f"{LOCK.name} pins {name}{pin}, pyproject.toml wants {dependency}: run make lock")
+    assert str(pins["apache-beam"]) == f"=={_beam_pin()}"
