@@ -16,16 +16,16 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import events, members, memory, report, streaming, transforms
+from bench import events, members, memory, report, streaming, transforms, workers
 from bench import profile as profiling
 from bench.common import Result, Settings
 
-BENCHMARKS = {"events": events.run, "members": members.run,
+BENCHMARKS = {"events": events.run, "workers": workers.run, "members": members.run,
               "transforms": transforms.run, "memory": memory.run,
               "streaming": streaming.run}
 QUICK = Settings(events=1200, sdk_calls=50, members=10_000,
                  transform_records=50_000, backfill_records=200_000,
-                 stream_messages=500)
+                 stream_messages=1000, stream_members=20_000)
 
 
 def _parse(argv: list[str]) -> tuple[Settings, list[str], argparse.Namespace]:
@@ -43,7 +43,10 @@ def _parse(argv: list[str]) -> tuple[Settings, list[str], argparse.Namespace]:
              "batch_size": "--batch_size passed to the pipeline",
              "transform_records": "records through the transform chain",
              "backfill_records": "records of the memory backfill (also run at 1/4)",
-             "stream_messages": "messages pre-published for the streaming runs",
+             "stream_messages": "events of new users pre-published for the "
+                                "streaming events run",
+             "stream_members": "new users pre-published for the streaming "
+                               "members run (L = 500 ms)",
              "timeout_s": "bound on any one pipeline run (s)",
              "profile_dir": "profile the runs that miss their target (py-spy, "
                             "cProfile) into this directory"}

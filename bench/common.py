@@ -25,7 +25,8 @@ class Settings:
     batch_size: int = 5000
     transform_records: int = 200_000
     backfill_records: int = 1_000_000
-    stream_messages: int = 2000
+    stream_messages: int = 4000
+    stream_members: int = 100_000
     timeout_s: float = 1800.0  # bound on any one pipeline run
     profile_dir: str = ""  # where profiles go; none when empty
 

@@ -51,6 +51,11 @@ def purchases(n: int, members: int) -> Iterator[dict]:
     return (_event(i, i % members, "purchase") for i in range(n))
 
 
+def purchases_of_new_users(n: int) -> Iterator[dict]:
+    """One purchase for each of n different users, none yet a member."""
+    return (_event(u, u, "purchase") for u in range(n))
+
+
 def signups(n: int, first: int = 0) -> Iterator[dict]:
     """One event for each of n different users (first .. first+n-1)."""
     return (_event(u, u, "trial_started") for u in range(first, first + n))

@@ -1,39 +1,34 @@
-"""Streaming: records/s through `python -m pipeline --input_subscription`
-(BundleBasedDirectRunner) against the Pub/Sub emulator and the Mailchimp
-emulator with no latency, vs a trivial ReadFromPubSub -> count pipeline on
-the same runner and emulator.
+"""Streaming: `python -m pipeline --input_subscription` on the local runner
+against Mailchimp's ceiling, from a backlog on the Pub/Sub emulator.
 
-K purchase events of existing members are published first, once, to a topic
-with one subscription per pipeline, so each pipeline starts on the same
-backlog. The real pipeline is counted by the emulator (events posted), the
-trivial one by its counter file; both by the same sampler. A third run, the
-trivial pipeline padded with no-op steps up to the real graph's number of
-ParDo steps, shows how much of the difference is the runner's cost per step.
+- events: K purchase events of K new users, with send_users and send_events
+  (each record is a member upsert and an event), at L = --latency-ms:
+  ceiling 10/L events/s;
+- members: M new users (send_users only) at L = 500 ms: ceiling
+  10 x 500/L members/s.
+Each is counted at the Mailchimp emulator (events posted; members created),
+steady state: the rate between the first and the last 10% of the count, so
+start-up and the run's tail do not count.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
-
-import apache_beam as beam
-from apache_beam.pipeline import PipelineVisitor
+from typing import Callable
 
 from bench import data
-from bench import profile as profiling
-from bench.common import Result, Settings, Workdir, write_json
-from bench.processes import (EVENTS_ROUTE, PIPELINE_ENV, Child,
-                             MailchimpEmulator, PubSubEmulator,
+from bench.common import (BATCH_SUBSCRIBE_SIZE, MAILCHIMP_CONNECTIONS, Result,
+                          Settings, Workdir, write_json)
+from bench.processes import (BATCH_SUBSCRIBE_ROUTE, EVENTS_ROUTE, PIPELINE_ENV,
+                             Child, MailchimpEmulator, PubSubEmulator,
                              pipeline_command)
 from bench.progress import Progress, Throughput
 
 NAME = "streaming"
 PROJECT = "bench-project"  # Beam checks the form of project IDs
-MEMBERS = 1000
-READ_STEPS = 2  # ParDo steps inside ReadFromPubSub
+MEMBERS_LATENCY_MS = 500.0
 PIPELINE_FLAGS = ["--summary_refresh_secs", "1", "--max_buffering_secs", "1"]
 
 
@@ -50,129 +45,76 @@ def _pubsub_env(host: str):
             os.environ["PUBSUB_EMULATOR_HOST"] = previous
 
 
-def _publish(host: str, names: Sequence[str], messages: int) -> dict[str, str]:
-    """One topic, a subscription per name, `messages` events on it."""
+def _publish(host: str, name: str, records) -> str:
+    """A topic and subscription called `name`, with `records` on it."""
     from google.cloud import pubsub_v1  # only this benchmark needs it
     with _pubsub_env(host):
         publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()
         try:
-            topic = publisher.topic_path(PROJECT, "events")
+            topic = publisher.topic_path(PROJECT, name)
+            subscription = subscriber.subscription_path(PROJECT, name)
             publisher.create_topic(name=topic)
-            paths = {name: subscriber.subscription_path(PROJECT, name)
-                     for name in names}
-            for path in paths.values():
-                subscriber.create_subscription(name=path, topic=topic)
+            subscriber.create_subscription(name=subscription, topic=topic)
             futures = [publisher.publish(topic, json.dumps(r).encode())
-                       for r in data.purchases(messages, MEMBERS)]
+                       for r in records]
             for future in futures:
-                future.result(timeout=60)
+                future.result(timeout=120)
         finally:
             publisher.stop()
             subscriber.close()
-    return paths
+    return subscription
 
 
-def _pardo_steps(sync_path: Path, subscription: str) -> int:
-    """ParDo steps in the graph `python -m pipeline` builds for this sync."""
-    from pipeline.cli import pipeline_options
-    from pipeline.config import load_config
-    from pipeline.graph import build
-    from transforms.mailchimp.credentials import Endpoint
-
-    class Steps(PipelineVisitor):
-        count = 0
-
-        def visit_transform(self, node):
-            self.count += isinstance(node.transform, beam.ParDo)
-
-    options = pipeline_options(["--sync_config", str(sync_path),
-                                "--input_subscription", subscription])
-    graph = build(beam.Pipeline(options=options), load_config(str(sync_path)),
-                  Endpoint("http://127.0.0.1/3.0"))
-    steps = Steps()
-    graph.visit(steps)
-    return steps.count
-
-
-def _lines_total(path: Path) -> int:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return 0
-    return sum(int(line) for line in text.splitlines(keepends=True)
-               if line.endswith("\n"))
-
-
-def _stream(command: list[str], log: Path, env: dict, count: Callable[[], int],
-            target: int, timeout_s: float,
-            profile: Optional[Path] = None) -> Throughput:
-    """Run until `count()` reaches target (or time runs out), then SIGTERM;
-    with `profile` (a directory), sampled by py-spy until then."""
-    with contextlib.ExitStack() as stack:
-        child = stack.enter_context(Child(command, log, env))
-        spy = stack.enter_context(profiling.attach(
-            child.pid, profile, log.stem)) if profile else None
+def _stream(workdir: Path, name: str, pubsub: PubSubEmulator,
+            mailchimp: MailchimpEmulator, sync: dict, subscription: str,
+            count: Callable[[], int], target: int, timeout_s: float) -> Throughput:
+    """Run until `count()` reaches target (or time runs out), then SIGTERM."""
+    command = pipeline_command(
+        write_json(workdir / f"{name}-sync.json", sync), workdir / f"{name}-output",
+        mailchimp.base_url, "--input_subscription", subscription,
+        extra=PIPELINE_FLAGS)
+    env = {**PIPELINE_ENV, "PUBSUB_EMULATOR_HOST": pubsub.host}
+    with Child(command, workdir / f"{name}.log", env) as child:
         progress = Progress(count, target, interval_s=0.05,
                             timeout_s=timeout_s).start(child.started)
         progress.wait(timeout_s, alive=child.running)
         progress.stop()
-        child.stop().check(f"{command[2]} (streaming)")
-        if spy:
-            profiling.summarise(profile, log.stem, spy)
+        child.stop().check(f"the pipeline ({name}, streaming)")
     return progress.throughput()
 
 
+def _note(flow: Throughput, target: int) -> str:
+    return (f"{flow.count:,}/{target:,} in {flow.wall_s:.1f} s from launch "
+            f"(first after {flow.first_s:.1f} s); " + " ".join(PIPELINE_FLAGS))
+
+
 def run(settings: Settings) -> list[Result]:
-    messages = settings.stream_messages
-    flows: dict[str, Throughput] = {}
-    names = ("trivial", "padded", "pipeline") + (
-        ("profiled",) if settings.profile else ())
-    with Workdir(NAME) as workdir, PubSubEmulator(workdir) as pubsub, \
-            MailchimpEmulator(workdir, data.seed(MEMBERS), 0) as mailchimp:
-        subscriptions = _publish(pubsub.host, names, messages)
-        sync_path = write_json(workdir / "sync.json", data.events_sync())
-        steps = _pardo_steps(sync_path, subscriptions["pipeline"])
-        env = {**PIPELINE_ENV, "PUBSUB_EMULATOR_HOST": pubsub.host}
-        for name, padding in (("trivial", 0), ("padded", steps - READ_STEPS - 1)):
-            count_file = workdir / f"{name}.count"
-            command = [sys.executable, "-m", "bench.trivial_stream",
-                       "--subscription", subscriptions[name],
-                       "--count_file", str(count_file), "--steps", str(padding)]
-            flows[name] = _stream(command, workdir / f"{name}.log", env,
-                                  lambda f=count_file: _lines_total(f), messages,
-                                  settings.timeout_s)
-        # The profile gets a run of its own (sampling slows it down), on a
-        # quarter of the messages: enough to see where the time goes.
-        for name in names[2:]:
-            mailchimp.reset_stats()
-            command = pipeline_command(
-                sync_path, workdir / f"{name}-output", mailchimp.base_url,
-                "--input_subscription", subscriptions[name], extra=PIPELINE_FLAGS)
-            flows[name] = _stream(
-                command, workdir / f"streaming-{name}.log", env,
-                lambda: mailchimp.requests_to(EVENTS_ROUTE),
-                messages if name == "pipeline" else max(1, messages // 4),
-                settings.timeout_s, settings.profile if name == "profiled" else None)
-
-    def note(name: str) -> str:
-        flow = flows[name]
-        return (f"{flow.count:,}/{messages:,} in {flow.wall_s:.1f} s from launch "
-                f"(first after {flow.first_s:.1f} s; wall-clock "
-                f"{flow.wall_per_s:,.1f}/s)")
-
-    trivial = flows["trivial"].steady_per_s
-    padded = flows["padded"].steady_per_s
+    events, members = settings.stream_messages, settings.stream_members
+    with Workdir(NAME) as workdir, PubSubEmulator(workdir) as pubsub:
+        with MailchimpEmulator(workdir, data.seed(0), settings.latency_ms) as mailchimp:
+            subscription = _publish(pubsub.host, "events",
+                                    data.purchases_of_new_users(events))
+            event_flow = _stream(
+                workdir, "events", pubsub, mailchimp, data.backfill_sync(),
+                subscription, lambda: mailchimp.requests_to(EVENTS_ROUTE),
+                events, settings.timeout_s)
+        with MailchimpEmulator(workdir, data.seed(0), MEMBERS_LATENCY_MS) as mailchimp:
+            subscription = _publish(pubsub.host, "members", data.signups(members))
+            # Members created, at 500 a call: the calls are what is counted.
+            member_flow = _stream(
+                workdir, "members", pubsub, mailchimp, data.members_sync(),
+                subscription, lambda: mailchimp.requests_to(
+                    BATCH_SUBSCRIBE_ROUTE) * BATCH_SUBSCRIBE_SIZE,
+                members, settings.timeout_s)
+    events_ceiling = MAILCHIMP_CONNECTIONS / settings.latency_s
+    members_ceiling = (MAILCHIMP_CONNECTIONS * BATCH_SUBSCRIBE_SIZE
+                       / (MEMBERS_LATENCY_MS / 1000))
     return [
-        Result(NAME, "pipeline, steady state", flows["pipeline"].steady_per_s,
-               "records/s", "trivial ReadFromPubSub -> count", trivial,
-               target=0.9, note=note("pipeline") + "; "
-               + " ".join(PIPELINE_FLAGS)),
-        Result(NAME, f"trivial padded to {steps} ParDo steps", padded,
-               "records/s", "trivial ReadFromPubSub -> count", trivial,
-               note=note("padded")),
-        Result(NAME, "pipeline, steady state", flows["pipeline"].steady_per_s,
-               "records/s", f"trivial padded to {steps} steps", padded),
-        Result(NAME, "trivial ReadFromPubSub -> count", trivial, "records/s",
-               "", None, note=note("trivial")),
+        Result(NAME, "events of new users, steady state", event_flow.steady_per_s,
+               "events/s", f"ceiling 10/L, L={settings.latency_ms:g} ms",
+               events_ceiling, target=0.9, note=_note(event_flow, events)),
+        Result(NAME, "new members, steady state", member_flow.steady_per_s,
+               "members/s", f"ceiling 10x500/L, L={MEMBERS_LATENCY_MS:g} ms",
+               members_ceiling, target=0.9, note=_note(member_flow, members)),
     ]

@@ -65,9 +65,9 @@ def _rules(raw) -> None:
         _count(rules.skipped, "skipped")
 
 
-def _json_objects(line: bytes):
+def _json_objects(line):
     try:
-        yield json.loads(line)
+        yield json.loads(line.data)
     except ValueError:
         pass
 

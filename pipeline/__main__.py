@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 
 from pipeline.beam_logs import quiet_beam_imports
 
@@ -20,6 +19,7 @@ with quiet_beam_imports():  # before anything imports Beam
     from pipeline import cli
     from pipeline.config import ConfigError, load_config
     from pipeline.graph import build
+    from pipeline.local_stream import LocalStream, subscription_of
     from pipeline.options import MailchimpStreamOptions
     from pipeline.preflight import PreflightError, check_mailchimp, check_pubsub
     from pipeline.report import format_summary
@@ -43,39 +43,38 @@ def main(argv: list[str] | None = None) -> int:
     except (cli.UsageError, ConfigError, PreflightError) as e:
         print(f"mailchimp-stream: {e}", file=sys.stderr)
         return 2
-    pipeline = build(beam.Pipeline(options=options), config, endpoint)
-    result = pipeline.run()
     runner = options.view_as(StandardOptions).runner
     if not cli.is_local_runner(runner):
         # The job runs elsewhere (Dataflow, a portable job server): a Flex
         # Template launcher only submits it.
+        build(beam.Pipeline(options=options), config, endpoint).run()
         print(f"mailchimp-stream: submitted to {runner}")
         return 0
     if ours.input_files:
-        result.wait_until_finish()
+        build(beam.Pipeline(options=options), config, endpoint).run(
+        ).wait_until_finish()
     else:
-        _run_until_stopped(result, ours.summary_refresh_secs)
+        with subscription_of(ours) as subscription:
+            _run_until_stopped(LocalStream(options, config, endpoint, subscription))
     summary = read_summary(ours.output_dir)
     if summary is not None:
         print(format_summary(summary, ours.output_dir), flush=True)
     return 0
 
 
-def _run_until_stopped(result, summary_refresh_secs: float) -> None:
+def _run_until_stopped(stream: LocalStream) -> None:
     """A local streaming run goes on until SIGTERM or Ctrl-C, then stops
-    cleanly: one more summary refresh, then the pipeline is cancelled."""
+    cleanly: what it pulled is delivered and acknowledged first."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         print("mailchimp-stream: streaming; stop with Ctrl-C or SIGTERM",
               flush=True)
-        stop.wait()
-        time.sleep(summary_refresh_secs + 1)
+        stream.run(stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        result.cancel()
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from transforms.mailchimp.credentials import (API_KEY_ENV, GCP_EXTRA_HINT,
                                               OAUTH_METADATA_URL_ENV,
                                               OAUTH_TOKEN_ENV)
 
-# Runners that need no download (plain DirectRunner first fetches Prism).
-BATCH_RUNNER = "FnApiRunner"
-STREAMING_RUNNER = "BundleBasedDirectRunner"
+# The default runner: needs no download (plain DirectRunner first fetches
+# Prism). A local Pub/Sub job runs on it too, as a series of bounded runs
+# (pipeline/local_stream.py).
+LOCAL_RUNNER = "FnApiRunner"
 HELP_FLAGS = ("-h", "--help")
 BEAM_HELP_FLAG = "--help_beam"
 BEAM_OPTIONS_DOC = (f"https://beam.apache.org/releases/pydoc/{BEAM_VERSION}/"
@@ -76,8 +77,10 @@ Every standard Beam option works too (--runner, --project, --region,
 --streaming, --temp_location, --setup_file, --direct_num_workers, ...):
 `{prog()} {BEAM_HELP_FLAG}` lists them. Reference:
 {BEAM_OPTIONS_DOC}
-Without --runner, file runs use {BATCH_RUNNER} and Pub/Sub runs
-{STREAMING_RUNNER}.
+Without --runner, jobs run here on {LOCAL_RUNNER}: files as one run, a
+Pub/Sub source as a series of runs, each message acknowledged once its
+outcome is recorded. Any runner that is not a local one (DataflowRunner, ...)
+is only submitted.
 
 Environment:
   {API_KEY_ENV} / {OAUTH_TOKEN_ENV}  the credentials (never a flag)
@@ -207,7 +210,7 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
     if not options.view_as(MailchimpStreamOptions).input_files:
         standard.streaming = True
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
-        standard.runner = STREAMING_RUNNER if standard.streaming else BATCH_RUNNER
+        standard.runner = LOCAL_RUNNER
     return options
 
 
@@ -223,4 +226,8 @@ def parse(argv: list[str]) -> PipelineOptions:
         raise UsageError("--sync_config is required")
     _check_source(ours)
     _check_output_dir(ours.output_dir)
+    if (not ours.input_files and is_local_runner(options.view_as(StandardOptions).runner)
+            and FileSystems.get_scheme(ours.output_dir) is not None):
+        raise UsageError(f"--output_dir {ours.output_dir}: a local streaming "
+                         f"job appends to its files, so give a local directory")
     return options

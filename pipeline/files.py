@@ -6,6 +6,11 @@ of plain JSON lines), `.gz` (gzipped JSON lines), anything else JSON lines.
 Only plain JSON lines split into byte ranges: a gzip stream or a zip must be
 read from its start. Nothing is read whole into memory: lines come off the
 decompressed stream one at a time.
+
+Each line comes with its origin, where it starts: `path:offset` (the offset
+in the decompressed stream of a `.gz`), `path!member:offset` in a zip. A
+bundle the runner replays reads the same origins again (see
+transforms.dedupe).
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from typing import BinaryIO, Iterator, Optional
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.restriction_trackers import OffsetRange
+
+from transforms.parse import RawRecord
 
 # Beam's own default for splitting text files (textio.ReadAllFromText).
 DESIRED_RANGE_BYTES = 64 * 1024 * 1024
@@ -56,19 +63,22 @@ def split(metadata: FileMetadata,
         yield FileRange(path, offsets.start, offsets.stop)
 
 
-def read(file_range: FileRange) -> Iterator[bytes]:
-    """The lines of a range, without their line ends; raises UnreadableFile
-    (after the lines read before the failure) when the file fails."""
+def read(file_range: FileRange) -> Iterator[RawRecord]:
+    """The lines of a range, without their line ends, with their origins;
+    raises UnreadableFile (after the lines read before the failure) when the
+    file fails."""
+    path = file_range.path
     try:
         with FileSystems.open(
-                file_range.path,
-                compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            if file_range.path.endswith(".zip"):
-                yield from zip_lines(stream)
-            elif file_range.path.endswith(".gz"):
-                yield from gzip_lines(stream)
-            else:
-                yield from plain_lines(stream, file_range.start, file_range.stop)
+                path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            if path.endswith(".zip"):
+                for member, offset, line in zip_lines(stream):
+                    yield RawRecord(f"{path}!{member}:{offset}", line)
+                return
+            lines = (gzip_lines(stream) if path.endswith(".gz") else
+                     plain_lines(stream, file_range.start, file_range.stop))
+            for offset, line in lines:
+                yield RawRecord(f"{path}:{offset}", line)
     except UnreadableFile:
         raise
     except Exception as e:  # whatever the file system raises: the run goes on
@@ -79,27 +89,30 @@ def _without_end(line: bytes) -> bytes:
     return line.rstrip(b"\r\n")
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    return map(_without_end, iter(stream.readline, b""))
+def _lines(stream: BinaryIO, position: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of each line from `position` on."""
+    for line in iter(stream.readline, b""):
+        yield position, _without_end(line)
+        position += len(line)
 
 
-def plain_lines(stream: BinaryIO, start: int = 0,
-                stop: Optional[int] = None) -> Iterator[bytes]:
-    """The lines that start in [start, stop), as Beam's TextSource splits."""
+def plain_lines(stream: BinaryIO, start: int = 0, stop: Optional[int] = None
+                ) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of the lines that start in [start, stop), as Beam's
+    TextSource splits."""
     if start:
         # The line running across `start` belongs to the range before; a line
         # starting exactly at `start` is ours (the byte before it is '\n').
         stream.seek(start - 1)
         stream.readline()
-    position = stream.tell()
-    for line in iter(stream.readline, b""):
-        if stop is not None and position >= stop:
+    for offset, line in _lines(stream, stream.tell()):
+        if stop is not None and offset >= stop:
             return
-        position += len(line)
-        yield _without_end(line)
+        yield offset, line
 
 
-def gzip_lines(stream: BinaryIO) -> Iterator[bytes]:
+def gzip_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(offset in the decompressed stream, line) of each line."""
     try:
         yield from _lines(gzip.GzipFile(fileobj=stream))
     except EOFError as e:
@@ -124,9 +137,10 @@ def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
         yield spool
 
 
-def zip_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Every line of every member (gzipped if named `.gz`), members in name
-    order, folder entries left out; each member streamed."""
+def zip_lines(stream: BinaryIO) -> Iterator[tuple[str, int, bytes]]:
+    """(member, offset, line) of every line of every member (gzipped if
+    named `.gz`), members in name order, folder entries left out; each
+    member streamed."""
     with _seekable(stream) as seekable:
         try:
             archive = zipfile.ZipFile(seekable)
@@ -140,8 +154,10 @@ def zip_lines(stream: BinaryIO) -> Iterator[bytes]:
                     continue
                 try:
                     with archive.open(info) as member:
-                        yield from (gzip_lines(member) if info.filename.endswith(
+                        lines = (gzip_lines(member) if info.filename.endswith(
                             ".gz") else _lines(member))
+                        for offset, line in lines:
+                            yield info.filename, offset, line
                 except (UnreadableFile, zipfile.BadZipFile, EOFError,
                         zlib.error) as e:
                     reason = "truncated" if isinstance(e, EOFError) else e

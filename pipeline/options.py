@@ -66,13 +66,20 @@ class MailchimpStreamOptions(PipelineOptions):
                  "variable.")
         parser.add_argument(
             "--dedupe_window", type=int, default=200_000, metavar="N",
-            help="A record whose insert_id is among the last this many "
-                 "(at least half as many) seen by a worker is dropped as a "
+            help="Local runners: a record whose insert_id is among the last "
+                 "this many (at least half as many) seen by the same worker "
+                 "process, at another place in the input, is dropped as a "
+                 "duplicate.")
+        parser.add_argument(
+            "--dedupe_window_secs", type=float, default=3600.0, metavar="S",
+            help="Remote runners (Dataflow): a record whose insert_id any "
+                 "worker saw in the last this many seconds is dropped as a "
                  "duplicate.")
         parser.add_argument(
             "--max_connections", type=int, default=10, metavar="N",
-            help="Requests in flight per worker process (Mailchimp allows 10 "
-                 "per user: with N workers use 10/N).")
+            help="Requests in flight to Mailchimp for the whole job (every "
+                 "worker and process), 1 to 10: Mailchimp allows 10 "
+                 "simultaneous connections per account.")
         parser.add_argument(
             "--batch_size", type=int, default=5000, metavar="N",
             help="Requests per batch; members go 500 per batch-subscribe call.")
@@ -120,6 +127,7 @@ LIMITS = {
     "output_window_secs": POSITIVE,
     "summary_refresh_secs": Range(1),
     "dedupe_window": Range(1),
+    "dedupe_window_secs": POSITIVE,
     "max_connections": Range(1, 10, why="Mailchimp allows 10 simultaneous "
                                         "connections per account"),
     "batch_size": Range(1),

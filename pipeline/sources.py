@@ -1,8 +1,9 @@
 """ReadRecords: the raw records of one source, whatever the source.
 
 Files: JSON lines (LF or CRLF), gzipped JSON lines and Amplitude export zips,
-in any mix, each line as bytes (see pipeline.files). Pub/Sub: each message,
-with its attributes, timestamped by publish time or `timestamp_attribute`.
+in any mix, each line a RawRecord: its bytes and its origin (see
+pipeline.files). Pub/Sub: each message, with its attributes and message id,
+timestamped by publish time or `timestamp_attribute`.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class ReadResult(NamedTuple):
 
 
 class _ReadRangeFn(beam.DoFn):
-    """A FileRange -> its lines (main) and, if the file fails, what was
+    """A FileRange -> its RawRecords (main) and, if the file fails, what was
     read before the failure and (path, (start, why)) tagged UNREADABLE."""
 
     def process(self, file_range: files.FileRange):

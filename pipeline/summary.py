@@ -87,6 +87,22 @@ def summarise(counts: Counter, sync_names: Iterable[str]) -> dict:
             "syncs": {name: _figures(c) for name, c in per_sync.items()}}
 
 
+def empty_summary(sync_names: Iterable[str]) -> dict:
+    return summarise(Counter(), sync_names)
+
+
+def add_summaries(a: dict, b: dict) -> dict:
+    """The summary of two runs' outcomes together. Exact, because every
+    figure of a summary is a sum of counts."""
+    total = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            total[key] = add_summaries(a.get(key, {}), value)
+        else:
+            total[key] = a.get(key, 0) + value
+    return total
+
+
 def write_summary(summary: dict, output_dir: str) -> str:
     path = FileSystems.join(output_dir, SUMMARY_FILE)
     with FileSystems.create(path) as f:

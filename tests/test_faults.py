@@ -1,6 +1,8 @@
 """A run through every fault Mailchimp can throw: 503s, 429s (with and
 without a body, with Retry-After), requests that time out and connections
-reset. Nothing is lost, nothing is posted twice, everything is accounted for."""
+reset, the edge's HTML error pages, and 2xx answers spoiled after Mailchimp
+acted (HTML, empty, `{}`, `[]`, cut short, stalled half-way). Nothing is
+lost, nothing is posted twice, everything is accounted for."""
 from __future__ import annotations
 
 import base64
@@ -16,8 +18,11 @@ from pipeline.local.mailchimp_emulator import Faults, MailchimpEmulator
 from tests.helpers import API_KEY, AUDIENCE, SEED, read_outputs, write_jsonl
 
 USERS, EVENTS_PER_USER = 200, 10
-FAULTS = Faults(p503=0.10, p429=0.03, p429_empty=0.02, retry_after=1,
-                p_timeout=0.02, timeout_stall_s=1.0, p_reset=0.02)
+FAULTS = Faults(p503=0.08, p429=0.03, p429_empty=0.02, retry_after=1,
+                p_timeout=0.02, timeout_stall_s=1.0, p_reset=0.02,
+                p502_html=0.02, p503_html=0.02, p200_html=0.02, p200_empty=0.02,
+                p200_empty_object=0.02, p200_array=0.02, p_cut_body=0.02,
+                p_stalled_body=0.02)
 SYNC = {"syncs": [{
     "name": "faulty", "audience_id": AUDIENCE, "email_property": "email",
     "send_events": {"enabled": True, "properties": ["insert_id"]},
@@ -69,7 +74,9 @@ def faulty_run(tmp_path_factory):
 def test_every_kind_of_fault_happened(faulty_run):
     *_, injected = faulty_run
     assert {kind for kind, n in injected.items() if n} == {
-        "503", "429", "429_empty", "timeout", "reset"}
+        "503", "429", "429_empty", "timeout", "reset", "502_html", "503_html",
+        "200_html", "200_empty", "200_empty_object", "200_array", "cut_body",
+        "stalled_body"}
 
 
 def test_the_api_key_is_in_no_log_line_file_or_dead_letter(faulty_run):
@@ -104,8 +111,9 @@ def test_no_member_upsert_is_lost(faulty_run):
 def test_no_event_is_posted_twice_and_none_silently_lost(faulty_run):
     summary, dead, _, posted, *_ = faulty_run
     assert len(posted) == len(set(posted)) == summary["events"]["delivered"]
-    # An event whose request may have reached Mailchimp (timeout, reset) is
-    # dead-lettered for replay rather than retried into a duplicate.
+    # An event whose request may have reached Mailchimp (timeout, reset
+    # before its answer) is dead-lettered for replay rather than retried into
+    # a duplicate; one answered 2xx, whatever its body, was delivered.
     dead_ids = {json.loads(d["payload"])["insert_id"] for d in dead}
     assert {d["reason"] for d in dead} == {"retries_exhausted"}
     assert {d["stage"] for d in dead} == {"events"}

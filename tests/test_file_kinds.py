@@ -167,8 +167,8 @@ def test_a_file_deleted_after_matching_is_one_dead_letter(tmp_path):
     with beam_pipeline() as p:
         # Split into several ranges, each of which fails to open.
         read = (p | beam.Create(metadata) | ReadFiles(desired_range_bytes=1000))
-        assert_that(read.records, equal_to(lines("kept", 2).splitlines()),
-                    label="kept")
+        assert_that(read.records | beam.Map(lambda r: r.data),
+                    equal_to(lines("kept", 2).splitlines()), label="kept")
         assert_that(read.dead_letter, equal_to([DeadLetter(
             "read", "unreadable_file",
             f"{gone}: no such file (deleted since it was matched?)", str(gone))]),
@@ -182,7 +182,8 @@ def test_a_large_file_is_read_in_byte_ranges_each_line_once(tmp_path):
     assert len(list(files.split(metadata[0], 2000))) > 10
     with beam_pipeline() as p:
         read = p | beam.Create(metadata) | ReadFiles(desired_range_bytes=2000)
-        assert_that(read.records, equal_to(data.splitlines()))
+        assert_that(read.records | beam.Map(lambda r: r.data),
+                    equal_to(data.splitlines()))
 
 
 @settings(max_examples=200, deadline=None)
@@ -197,7 +198,7 @@ def test_byte_ranges_hold_each_line_exactly_once(lines_, end, last_end, desired)
         f.write(data)
     try:
         metadata = matched(path)[0]
-        read = [line for r in files.split(metadata, desired)
+        read = [line.data for r in files.split(metadata, desired)
                 for line in files.read(r)]
     finally:
         os.remove(path)

@@ -145,6 +145,7 @@ REGEX_CASES = {
     "mailchimp_api_key_secret": (SECRET_VERSION, "abc123-us6"),
     "max_connections": ("5", "0"),
     "dedupe_window": ("200000", "-1"),
+    "dedupe_window_secs": ("3600", "0"),
     "batch_size": ("5000", "5k"),
     "max_buffering_secs": ("2.5", "0"),
     "shards_per_audience": ("16", "1.5"),

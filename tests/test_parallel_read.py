@@ -25,7 +25,7 @@ def worker_of_each_line(tmp_path, desired_range_bytes: int) -> dict[str, list]:
         read = p | ReadRecords(str(tmp_path / "*.jsonl"),
                                desired_range_bytes=desired_range_bytes)
         (read.records
-         | beam.Map(lambda line: f"{os.getpid()} {json.loads(line)['file']}")
+         | beam.Map(lambda line: f"{os.getpid()} {json.loads(line.data)['file']}")
          | beam.io.WriteToText(str(out)))
     read_by: dict[str, list] = {}
     for path in tmp_path.glob("read-by*"):

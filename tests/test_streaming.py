@@ -13,9 +13,10 @@ import time
 import pytest
 from google.cloud import pubsub_v1
 
+from pipeline.local.mailchimp_emulator import MailchimpEmulator
 from pipeline.local.pubsub_emulator import PubSubEmulator
 from pipeline.summary import read_summary
-from tests.helpers import API_KEY, AUDIENCE, read_outputs
+from tests.helpers import API_KEY, AUDIENCE, SEED, read_outputs
 
 PROJECT = "demo-project"
 SYNC = {"syncs": [{
@@ -146,3 +147,35 @@ def test_a_quiet_stream_delivers_within_the_buffering_time(tmp_path, emulator, p
     # One record never fills a batch of 5000: only the buffering time flushes
     # it. Generous margin: this checks the flush happens, not how fast.
     assert waited < 2 + 15
+
+
+def test_two_streaming_jobs_on_one_account_hold_at_most_ten_requests(tmp_path, pubsub):
+    """Two pipelines reading one subscription (two workers of a job) share
+    the account's ten connections: the emulator refuses an 11th with 429."""
+    emu, publisher, _, topics, subscriptions = pubsub
+    users = 200
+    with MailchimpEmulator(seed=json.loads(json.dumps(SEED)), api_key=API_KEY,
+                           latency_ms=30) as mailchimp:
+        processes = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            processes.append(start_pipeline(
+                tmp_path / name, mailchimp, emu.host, subscriptions["events-pipeline"],
+                topics["dead-letters"], "--max_buffering_secs", "2"))
+        try:
+            futures = [publisher.publish(topics["events"], json.dumps({
+                "user_id": f"u{u}", "event_type": "purchase", "insert_id": f"i{u}",
+                "user_properties": {"email": f"many{u}@example.com"}}).encode())
+                for u in range(users)]
+            for future in futures:
+                future.result(timeout=30)
+            wait_for(lambda: sum(len(mailchimp.events(AUDIENCE, f"many{u}@example.com"))
+                                 for u in range(users)) >= users, 180, "every event")
+        finally:
+            for process in processes:
+                stop(process)
+        stats = mailchimp.stats
+    assert stats["rejected_429_limit"] == 0
+    assert stats["max_in_flight"] <= 10
+    assert all(len(mailchimp.events(AUDIENCE, f"many{u}@example.com")) == 1
+               for u in range(users))

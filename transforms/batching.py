@@ -1,17 +1,21 @@
-"""BatchPerAudience: requests -> ((audience_id, shard), [requests]).
+"""Batching: RecordRequests -> (key, [RecordRequests]), for the sink.
 
-The shard comes from the subscriber hash, so one user's upsert and events
-share a key and the sink sends them in order (members first) in one call.
+Every record's requests travel as one element (see RecordRequests), so no
+flush or key splits a user's upsert from that user's event.
 
-Two strategies, same output:
-- streaming: `GroupIntoBatches` flushes by size or after
-  `max_buffering_secs`, so a quiet stream still delivers within seconds;
-- batch: batches are cut within each bundle. A batch `GroupIntoBatches` sits
-  behind a shuffle, and on the DirectRunner a shuffle holds the whole input in
+- BatchPerAudience (local runners): keyed by (audience, shard of subscriber
+  hash). Streaming: `GroupIntoBatches` flushes by size or after
+  `max_buffering_secs`, so a quiet stream still delivers within seconds.
+  Batch: batches are cut within each bundle. A batch `GroupIntoBatches` sits
+  behind a shuffle, and on the FnApiRunner a shuffle holds the whole input in
   memory before the first request; cutting within bundles keeps a backfill's
-  memory flat and starts delivering at once. Order still holds: a record's
-  member upsert reaches the buffer before its event (one fused stage, one
-  element at a time), and the sink sends members first.
+  memory flat and starts delivering at once. The connection bound is then
+  the machine's (MachineSlots, in the sink).
+- BatchPerSlot (remote runners): keyed into exactly `slots` keys for the
+  whole job, every sync and audience, by subscriber hash; `GroupIntoBatches`
+  in streaming and batch. The runner processes one key's stateful work at a
+  time, and the sink after it sends one request at a time, so at most
+  `slots` requests are in flight however many workers there are.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from transforms.records import Request
+from transforms.records import RecordRequests
 
 
 def shard_of(subscriber_hash: str, shards: int) -> int:
@@ -28,24 +32,28 @@ def shard_of(subscriber_hash: str, shards: int) -> int:
 
 
 class _BatchWithinBundleFn(beam.DoFn):
+    """Cuts a batch when it holds `batch_size` requests (a record brings
+    one or two)."""
 
     def __init__(self, batch_size: int):
         self._batch_size = batch_size
 
     def start_bundle(self):
-        self._buffers: dict[tuple, list[Request]] = {}
+        self._buffers: dict[Any, list[RecordRequests]] = {}
+        self._sizes: dict[Any, int] = {}
 
     def process(self, keyed):
-        key, request = keyed
-        buffer = self._buffers.setdefault(key, [])
-        buffer.append(request)
-        if len(buffer) >= self._batch_size:
+        key, packed = keyed
+        self._buffers.setdefault(key, []).append(packed)
+        self._sizes[key] = self._sizes.get(key, 0) + len(packed.requests)
+        if self._sizes[key] >= self._batch_size:
+            del self._sizes[key]
             yield key, self._buffers.pop(key)
 
     def finish_bundle(self):
         for key, buffer in self._buffers.items():
             yield GlobalWindows.windowed_value((key, buffer))
-        self._buffers = {}
+        self._buffers, self._sizes = {}, {}
 
 
 class BatchPerAudience(beam.PTransform):
@@ -67,3 +75,23 @@ class BatchPerAudience(beam.PTransform):
                 self._batch_size, self._max_buffering_secs)
         return keyed | "Batch within bundles" >> beam.ParDo(
             _BatchWithinBundleFn(self._batch_size))
+
+
+class BatchPerSlot(beam.PTransform):
+    """`slots` keys for the whole job: `--max_connections`."""
+
+    def __init__(self, batch_size: int, slots: int,
+                 max_buffering_secs: float | None = None, streaming: bool = False):
+        super().__init__()
+        self._batch_size, self._slots = batch_size, slots
+        # A processing-time flush only means something to a stream.
+        self._max_buffering_secs = max_buffering_secs if streaming else None
+
+    def expand(self, requests):
+        slots = self._slots
+        return (requests
+                | "Key by slot" >> beam.Map(
+                    lambda r: (shard_of(r.subscriber_hash, slots), r)
+                ).with_output_types(tuple[int, Any])
+                | "Group into batches" >> beam.GroupIntoBatches(
+                    self._batch_size, self._max_buffering_secs))

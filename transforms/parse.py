@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -56,6 +56,12 @@ class _Identification(BaseModel):
     user_properties: Optional[dict[str, Any]] = None
 
 
+class RawRecord(NamedTuple):
+    """The text of one input line and where it was read (`Record.origin`)."""
+    origin: str
+    data: bytes
+
+
 class UnrecognisedRecord(ValueError):
     """A JSON value that is none of the accepted Amplitude shapes."""
 
@@ -65,10 +71,11 @@ def redact(text: str) -> str:
     return _SECRET_FIELD.sub(r"\1[redacted]\2", text)
 
 
-def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
-                  ) -> Iterator[Record | DeadLetter]:
+def parse_payload(raw: str | bytes, attributes: Optional[dict] = None,
+                  origin: Optional[str] = None) -> Iterator[Record | DeadLetter]:
     """Every record the payload holds, each a Record or a DeadLetter.
-    `attributes` (of a Pub/Sub message) are kept on each Record."""
+    `attributes` (of a Pub/Sub message) are kept on each Record; so is
+    `origin`, with `#n` for the n-th of a payload holding several."""
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -98,10 +105,11 @@ def parse_payload(raw: str | bytes, attributes: Optional[dict] = None
         yield DeadLetter(STAGE, "unrecognised_record", str(e), redact(text))
         return
     single = len(items) == 1 and items[0][0] is value
-    for item, is_identify in items:
+    for n, (item, is_identify) in enumerate(items):
         payload = redact(text) if single else redact(json.dumps(item))
+        where = origin if origin is None or len(items) == 1 else f"{origin}#{n}"
         try:
-            yield _to_record(item, is_identify, payload, attributes or {})
+            yield _to_record(item, is_identify, payload, attributes or {}, where)
         except (UnrecognisedRecord, ValidationError, RecursionError) as e:
             yield DeadLetter(STAGE, "unrecognised_record", _describe(e), payload)
 
@@ -185,7 +193,7 @@ def _items(value: Any) -> Iterator[tuple[Any, bool]]:
 
 
 def _to_record(item: Any, is_identify: bool, payload: str,
-               attributes: dict) -> Record:
+               attributes: dict, origin: Optional[str]) -> Record:
     if not isinstance(item, dict):
         raise UnrecognisedRecord(
             f"expected a JSON object, got {_json_type(item)}")
@@ -217,7 +225,8 @@ def _to_record(item: Any, is_identify: bool, payload: str,
         payload=payload,
         is_identify=is_identify,
         unset=unset,
-        attributes=attributes)
+        attributes=attributes,
+        origin=origin)
 
 
 def _user_properties(props: dict[str, Any]) -> tuple[dict[str, Any], tuple]:
@@ -273,8 +282,12 @@ def _describe(error: Exception) -> str:
 class _ParseFn(beam.DoFn):
 
     def process(self, raw):
-        if isinstance(raw, PubsubMessage):
-            results = parse_payload(raw.data, raw.attributes)
+        if isinstance(raw, RawRecord):
+            results = parse_payload(raw.data, origin=raw.origin)
+        elif isinstance(raw, PubsubMessage):
+            # A message redelivered or replayed keeps its id (None when the
+            # source gives none: then any repeated insert_id is a duplicate).
+            results = parse_payload(raw.data, raw.attributes, raw.message_id)
         else:
             results = parse_payload(raw)
         for result in results:
@@ -285,8 +298,8 @@ class _ParseFn(beam.DoFn):
 
 
 class ParseRecords(beam.PTransform):
-    """Text, bytes or PubsubMessages -> Records (main) and DeadLetters
-    (`dead_letter`)."""
+    """Text, bytes, RawRecords or PubsubMessages -> Records (main) and
+    DeadLetters (`dead_letter`)."""
 
     def expand(self, raw):
         return raw | beam.ParDo(_ParseFn()).with_outputs(

@@ -39,6 +39,10 @@ class Record:
     is_identify: bool = False
     unset: tuple[str, ...] = ()
     attributes: dict[str, str] = dataclasses.field(default_factory=dict)  # Pub/Sub
+    # Where in the input the record was read (a file line's path and offset,
+    # a Pub/Sub message id): a replayed bundle reads the same origins, so
+    # DropDuplicates can tell a replay from a duplicate.
+    origin: Optional[str] = None
 
     def lookup(self, path: str, default: Any = None) -> Any:
         """The value at a property path (see transforms.sync), or default
@@ -106,6 +110,22 @@ class MemberEvent:
 
 
 Request = MemberUpsert | MemberEvent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordRequests:
+    """One record's requests for one sync, its upsert before its event: one
+    element from the rules to the sink, so that no batch flush, shard or
+    slot can send the event before (or without) the upsert."""
+    requests: tuple[Request, ...]
+
+    @property
+    def audience_id(self) -> str:
+        return self.requests[0].audience_id
+
+    @property
+    def subscriber_hash(self) -> str:
+        return self.requests[0].subscriber_hash
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,19 +1,22 @@
 """make demo-stream: the streaming job on the embedded stand-ins.
 
 Starts the Mailchimp and Pub/Sub emulators, starts `python -m pipeline`
-reading a subscription, publishes the example records to the topic at a
-steady rate while showing progress, then stops the pipeline cleanly
-(SIGTERM), which prints the same summary as the file demo.
+reading a subscription, publishes every example record of `make demo` (the
+JSON lines and the export zip's rows) to the topic at a steady rate while
+showing progress, waits until the pipeline has recorded an outcome for each,
+then stops it cleanly (SIGTERM). Its summary adds up to the file demo's.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from pipeline.local.demo import (DATA, DEMO_KEY, mailchimp_stats,
@@ -23,7 +26,22 @@ from pipeline.summary import read_summary
 from transforms.parse import parse_payload
 
 PROJECT = "mailchimp-stream-demo"
-DRAIN_TIMEOUT_S = 120
+DRAIN_TIMEOUT_S = 300
+
+
+def demo_lines() -> list[bytes]:
+    """The lines `make demo` reads: events.jsonl, then the export's rows."""
+    lines = (DATA / "input" / "events.jsonl").read_bytes().splitlines()
+    with zipfile.ZipFile(DATA / "input" / "export.zip") as archive:
+        for name in sorted(archive.namelist()):
+            if name.endswith(".gz"):
+                lines += gzip.decompress(archive.read(name)).splitlines()
+    return lines
+
+
+def _records_in(lines: list[bytes]) -> int:
+    """What summary.json's records_in will be once every line is processed."""
+    return sum(len(list(parse_payload(line))) for line in lines)
 
 
 def _topics(host: str) -> tuple[str, str, str]:
@@ -55,6 +73,10 @@ def _publish(topic: str, lines: list[bytes], rate: float, progress) -> None:
     publisher.stop()
 
 
+def _processed(output_dir: Path) -> int:
+    return (read_summary(str(output_dir)) or {}).get("records_in", 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output_dir", default="demo-stream-output")
@@ -62,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output_dir = Path(args.output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)  # its old summary would mislead
-    lines = (DATA / "input" / "events.jsonl").read_bytes().splitlines()
-    records = sum(len(list(parse_payload(line))) for line in lines)
+    lines = demo_lines()
+    records = _records_in(lines)
     mailchimp, pubsub = start_mailchimp(), Service("pipeline.local.pubsub_emulator")
     pipeline = None
     try:
@@ -78,22 +100,28 @@ def main(argv: list[str] | None = None) -> int:
                  "PUBSUB_EMULATOR_HOST": pubsub.address})
 
         def progress(published: int) -> None:
-            totals = read_summary(str(output_dir)) or {"records_in": 0}
             requests = sum(mailchimp_stats(mailchimp)["requests"].values())
-            print(f"published {published:5d}   processed {totals['records_in']:5d}"
+            print(f"published {published:5d}   processed {_processed(output_dir):5d}"
                   f"   Mailchimp requests {requests:5d}", flush=True)
 
         print(f"Publishing {len(lines)} records to {events} at "
               f"{args.rate:.0f}/s\n", flush=True)
         _publish(events, lines, args.rate, progress)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while (read_summary(str(output_dir)) or {}).get("records_in", 0) < records \
-                and time.monotonic() < deadline:
+        while _processed(output_dir) < records and time.monotonic() < deadline:
             time.sleep(1)
             progress(len(lines))
-        print("\nStopping the pipeline (SIGTERM)\n", flush=True)
+        if _processed(output_dir) < records:
+            print(f"\nGave up after {DRAIN_TIMEOUT_S} s: {_processed(output_dir)} "
+                  f"of {records} records processed. Stopping the pipeline "
+                  f"(SIGTERM)\n", flush=True)
+        else:
+            print(f"\nThe stream is drained: all {records} records processed. "
+                  f"Stopping the pipeline (SIGTERM)\n", flush=True)
         pipeline.send_signal(signal.SIGTERM)
-        status = pipeline.wait(timeout=60)
+        status = pipeline.wait(timeout=120)
+        if status == 0 and _processed(output_dir) < records:
+            status = 1
         show_mailchimp_stats(mailchimp_stats(mailchimp))
     finally:
         if pipeline and pipeline.poll() is None:

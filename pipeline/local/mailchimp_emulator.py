@@ -37,10 +37,10 @@ import signal
 import sys
 import threading
 
-from pipeline.local.mailchimp.faults import Faults
+from pipeline.local.mailchimp.faults import KINDS, Aimed, Faults
 from pipeline.local.mailchimp.server import MailchimpEmulator
 
-__all__ = ["Faults", "MailchimpEmulator", "main"]
+__all__ = ["Aimed", "Faults", "MailchimpEmulator", "main"]
 
 API_KEY_ENV = "MAILCHIMP_API_KEY"
 
@@ -54,13 +54,37 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="added to every /3.0 request")
     parser.add_argument("--max-connections", type=int, default=10,
                         help="requests in flight before answering 429")
-    faults = parser.add_argument_group("injected faults (probabilities per request)")
-    for flag in ("--p503", "--p429", "--p429-empty", "--p-timeout", "--p-reset"):
+    faults = parser.add_argument_group(
+        "injected faults (probabilities per request; see pipeline/local/mailchimp/faults.py)")
+    for flag in _PROBABILITY_FLAGS:
         faults.add_argument(flag, type=float, default=0.0)
     faults.add_argument("--retry-after", type=float, help="Retry-After seconds on 429s")
     faults.add_argument("--timeout-stall-s", type=float, default=2.0,
-                        help="how long a timeout fault stalls before closing")
+                        help="how long a timeout or stalled-body fault stalls before closing")
+    faults.add_argument("--aim", nargs=3, action="append", default=[],
+                        metavar=("KIND", "COUNT", "ROUTE"),
+                        help="the first COUNT requests to ROUTE (e.g. 'POST "
+                             "/3.0/lists/{list_id}') get fault KIND (one of "
+                             + ", ".join(KINDS) + "); repeatable")
     return parser.parse_args(argv)
+
+
+# Each flag sets the Faults field of the same name (--p429-empty: p429_empty).
+_PROBABILITY_FLAGS = ("--p503", "--p429", "--p429-empty", "--p-timeout", "--p-reset",
+                      "--p502-html", "--p503-html", "--p200-html", "--p200-empty",
+                      "--p200-empty-object", "--p200-array",
+                      "--p-cut-body", "--p-stalled-body")
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    probabilities = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+                     for flag in _PROBABILITY_FLAGS}
+    try:
+        aimed = tuple(Aimed(kind, route, int(count)) for kind, count, route in args.aim)
+    except ValueError as exc:  # int("x") and Aimed's own checks
+        raise ValueError(f"--aim: {exc}") from None
+    return Faults(**probabilities, retry_after=args.retry_after,
+                  timeout_stall_s=args.timeout_stall_s, aimed=aimed)
 
 
 def _load_seed(path: str | None) -> dict | None:
@@ -83,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
     try:
-        faults = Faults(p503=args.p503, p429=args.p429, p429_empty=args.p429_empty,
-                        retry_after=args.retry_after, p_timeout=args.p_timeout,
-                        timeout_stall_s=args.timeout_stall_s, p_reset=args.p_reset)
+        faults = _faults(args)
         emulator = MailchimpEmulator(seed=_load_seed(args.seed), api_key=api_key,
                                      latency_ms=args.latency_ms, faults=faults,
                                      max_connections=args.max_connections, port=args.port)

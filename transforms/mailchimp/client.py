@@ -14,11 +14,31 @@ caller gets `DeliveryFailed` instead. 429 and 5xx are retried for every
 request (Mailchimp refused before acting), connection failures before sending
 too, with exponential backoff, full jitter and Retry-After honoured; the
 connection slot is released while waiting.
+
+Every answer ends as a value, `MailchimpError` or `DeliveryFailed`, never
+another exception. The status decides, because it alone says whether
+Mailchimp acted; the body is read after it (streamed) and may fail on its own:
+- 4xx: `MailchimpError`, from problem+json, or from the status and reason
+  when the body is empty, an HTML page from Mailchimp's edge or cut short;
+  429 and 5xx are retried whatever their body.
+- 2xx for a member event: delivered, whatever follows (HTML, empty, cut
+  short, a read timeout mid-body): Mailchimp accepted it, and posting it
+  again would duplicate it.
+- 2xx for a call that needs the body (batch subscribe, PUT, merge fields,
+  ping) but whose body is empty, not JSON, JSON of the wrong shape or cut
+  short: we cannot tell which members were taken, so it is retried (these
+  calls are idempotent as we make them) and ends as `DeliveryFailed` if it
+  stays so.
+What the retry loop went through is counted in `client.stats` (a `CallTally`:
+throttled requests, seconds waited for 429s, retries by cause) for the sink
+to report as Beam counters.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 import random
 import threading
 import time
@@ -30,6 +50,7 @@ from urllib3.exceptions import NewConnectionError
 
 from transforms.mailchimp.errors import (RETRYABLE_STATUS, DeliveryFailed,
                                          MailchimpError)
+from transforms.mailchimp.tally import CallTally
 
 if TYPE_CHECKING:  # credentials live in their own module; only typed here
     from transforms.mailchimp.credentials import Credentials
@@ -67,12 +88,40 @@ class RetryPolicy:
         return random.uniform(0, cap)  # full jitter: retries don't synchronise
 
 
+# What a call needs of a 2xx answer: a check of the decoded JSON that says
+# what is wrong with it ("" when nothing is).
+Check = Callable[[Any], str]
+
+
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number",
+               bool: "boolean", type(None): "null"}
+
+
+def _an_object(value: Any) -> str:
+    return "" if isinstance(value, dict) else (
+        f"a JSON {_JSON_TYPES.get(type(value), 'value')}, not an object")
+
+
+def _merge_field_page(value: Any) -> str:
+    if not isinstance(value, dict):
+        return _an_object(value)
+    fields = value.get("merge_fields")
+    if not isinstance(fields, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("tag"), str) for f in fields):
+        return "no list of merge fields with tags"
+    total = value.get("total_items", 0)
+    if not isinstance(total, int) or isinstance(total, bool):
+        return "a total_items that is not a number"
+    return ""
+
+
 def _retry_after(response: requests.Response) -> Optional[float]:
     value = response.headers.get("Retry-After")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare from Mailchimp; use our backoff
+    return seconds if seconds is None or math.isfinite(seconds) else None
 
 
 def _never_sent(error: requests.RequestException) -> bool:
@@ -94,6 +143,7 @@ class MailchimpClient:
         self._root = api_root.rstrip("/")
         self._limiter = limiter or ConnectionLimiter()
         self._timeout, self._retry, self._sleep = timeout, retry, sleep
+        self.stats = CallTally()  # drained by the sink into Beam counters
         self._session = requests.Session()
         self._session.headers.update({
             "Authorization": credentials.authorization,
@@ -115,15 +165,17 @@ class MailchimpClient:
         fields: list[dict] = []
         while True:
             page = self._call("GET", f"/lists/{list_id}/merge-fields",
-                              params={"count": 1000, "offset": len(fields)})
-            fields.extend(page.get("merge_fields", []))
-            if not page.get("merge_fields") or len(fields) >= page.get(
+                              params={"count": 1000, "offset": len(fields)},
+                              expect=_merge_field_page)
+            fields.extend(page["merge_fields"])
+            if not page["merge_fields"] or len(fields) >= page.get(
                     "total_items", 0):
                 return fields
 
     def batch_subscribe(self, list_id: str, members: list[dict]) -> dict:
         """POST /lists/{id}: idempotent as we call it (update_existing and
-        status_if_new only), so it is retried like a PUT."""
+        status_if_new only), so it is retried like a PUT. The answer is an
+        object; which of its keys are there is the caller's business."""
         body = {"members": members, "update_existing": True}
         return self._call("POST", f"/lists/{list_id}", json=body)
 
@@ -132,24 +184,27 @@ class MailchimpClient:
             "PUT", f"/lists/{list_id}/members/{subscriber_hash}", json=body)
 
     def post_event(self, list_id: str, subscriber_hash: str, body: dict) -> None:
-        """Not idempotent: see the module docstring."""
+        """Not idempotent: see the module docstring. Any 2xx is success,
+        whatever its body."""
         self._call("POST", f"/lists/{list_id}/members/{subscriber_hash}/events",
-                   json=body, idempotent=False)
+                   json=body, idempotent=False, expect=None)
 
     def _call(self, method: str, path: str, *, idempotent: bool = True,
-              **kwargs: Any) -> Any:
+              expect: Optional[Check] = _an_object, **kwargs: Any) -> Any:
+        """The decoded answer (None when `expect` is None), or raise
+        MailchimpError (a refusal) or DeliveryFailed (see the module
+        docstring); nothing else escapes."""
         url = self._root + path
-        failure, delay = "", 0.0
+        why, failure, delay = "", "", 0.0
+        throttled = False
         for attempt in range(self._retry.attempts):
             if attempt:
                 _LOGGER.debug("%s %s: %s; retry %d in %.2f s", method, path,
                               failure, attempt, delay)
+                self.stats.retry(why, delay, throttled=why == "429")
                 self._sleep(delay)
             try:
-                with self._limiter:
-                    response = self._session.request(
-                        method, url, timeout=self._timeout, **kwargs)
-                    content = response.content  # read before freeing the slot
+                answer = self._exchange(method, url, kwargs)
             except requests.exceptions.InvalidJSONError as e:
                 # Our body, not the network: no retry can help.
                 raise DeliveryFailed(f"request body is not JSON: {e}") from None
@@ -160,16 +215,80 @@ class MailchimpClient:
                     raise DeliveryFailed(
                         f"{type(e).__name__} after the request was sent; not "
                         f"retried, as a retry could post it twice") from None
-                failure = type(e).__name__
-                delay = self._retry.delay(attempt)
-            else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    if response.status_code >= 400:
-                        raise MailchimpError.from_response(response)
-                    return response.json() if content else None
-                failure = f"HTTP {response.status_code}"
-                delay = self._retry.delay(attempt, _retry_after(response))
+                why = "timeout" if isinstance(e, requests.Timeout) else "connection"
+                failure, delay = type(e).__name__, self._retry.delay(attempt)
+                continue
+            if answer.status in RETRYABLE_STATUS:
+                if answer.status == 429 and not throttled:
+                    throttled = True
+                    self.stats.throttled()
+                why, failure = str(answer.status), f"HTTP {answer.status}"
+                delay = self._retry.delay(attempt, answer.retry_after)
+                continue
+            if answer.status >= 400:
+                raise answer.error()
+            if expect is None:  # the status says it all: Mailchimp acted
+                return None
+            value, problem = answer.decoded(expect)
+            if not problem:
+                return value
+            failure = f"HTTP {answer.status} with {problem}"
+            if not idempotent:
+                raise DeliveryFailed(f"{failure}; not retried, as a retry "
+                                     f"could post it twice")
+            why, delay = "bad_answer", self._retry.delay(attempt)
         _LOGGER.warning("%s %s: gave up after %d attempts (last: %s)", method,
                         path, self._retry.attempts, failure)
         raise DeliveryFailed(
             f"gave up after {self._retry.attempts} attempts (last: {failure})")
+
+    def _exchange(self, method: str, url: str, kwargs: dict) -> _Answer:
+        """One request and its whole answer, read while holding the slot.
+        Streamed, so that the status is known even when the body then fails
+        (cut short, stalled, reset): the status alone says whether Mailchimp
+        acted."""
+        with self._limiter:
+            response = self._session.request(
+                method, url, timeout=self._timeout, stream=True, **kwargs)
+            try:
+                content, cut = response.content, ""
+            except requests.RequestException as e:
+                content, cut = b"", type(e).__name__
+            finally:
+                response.close()  # back to the pool, or closed if broken
+        return _Answer(response.status_code, response.reason or "Error",
+                       response.headers.get("Content-Type", ""),
+                       _retry_after(response), content, cut)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer as read; `cut` names the error that ended its body
+    early ("" when the body came whole)."""
+
+    status: int
+    reason: str
+    content_type: str
+    retry_after: Optional[float]
+    content: bytes
+    cut: str
+
+    def error(self) -> MailchimpError:
+        if self.cut:
+            return MailchimpError(self.status, self.reason,
+                                  f"the answer was cut short ({self.cut})")
+        return MailchimpError.from_answer(self.status, self.reason,
+                                          self.content, self.content_type)
+
+    def decoded(self, expect: Check) -> tuple[Any, str]:
+        """(the JSON value, "") or (None, what is wrong with the body)."""
+        if self.cut:
+            return None, f"its body cut short ({self.cut})"
+        if not self.content.strip():
+            return None, "an empty body"
+        try:
+            value = json.loads(self.content)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            media = self.content_type.split(";")[0].strip() or "no content type"
+            return None, f"a body that is not JSON ({media})"
+        return value, expect(value)

@@ -3,6 +3,7 @@ for a record: a skip reason, or a dead letter.
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import requests
@@ -26,17 +27,27 @@ class MailchimpError(Exception):
 
     @classmethod
     def from_response(cls, response: requests.Response) -> "MailchimpError":
-        """Parse problem+json; under heavy load Mailchimp may send no body."""
+        return cls.from_answer(response.status_code, response.reason or "Error",
+                               response.content,
+                               response.headers.get("Content-Type", ""))
+
+    @classmethod
+    def from_answer(cls, status: int, reason: str, content: bytes,
+                    content_type: str = "") -> "MailchimpError":
+        """Parse problem+json. Under heavy load Mailchimp may send no body,
+        and its edge (or a proxy) an HTML page: either way the status says
+        what happened, and the reason phrase stands in for the title."""
         try:
-            problem = response.json()
-        except ValueError:
-            problem = None
+            problem = json.loads(content) if content.strip() else None
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            media = content_type.split(";")[0].strip() or "no content type"
+            return cls(status, reason or "Error",
+                       f"the answer was not problem+json but {media}")
         if not isinstance(problem, dict):
-            return cls(response.status_code, response.reason or "Error")
+            return cls(status, reason or "Error")
         # The HTTP status is what happened; a body's "status" can disagree
         # (a proxy's page, a stale document) and is not trusted over it.
-        return cls(response.status_code,
-                   str(problem.get("title") or response.reason or "Error"),
+        return cls(status, str(problem.get("title") or reason or "Error"),
                    str(problem.get("detail") or ""),
                    [e for e in problem.get("errors") or [] if isinstance(e, dict)])
 
@@ -59,7 +70,8 @@ class MailchimpError(Exception):
 
 
 class DeliveryFailed(Exception):
-    """Retries ran out, or a non-idempotent request may or may not have
+    """Retries ran out (429s, 5xx, network trouble, or 2xx answers that were
+    not what the call needs), or a non-idempotent request may or may not have
     reached Mailchimp; the record becomes a `retries_exhausted` dead letter."""
 
 

@@ -9,7 +9,7 @@ import math
 import threading
 from dataclasses import dataclass
 
-from pipeline.local.mailchimp import faults
+from pipeline.local.mailchimp import faults, messages
 from pipeline.local.mailchimp.api import PING_PATH, MarketingApi
 from pipeline.local.mailchimp.faults import FaultPlan
 from pipeline.local.mailchimp.inspection import PREFIX, Inspection
@@ -63,8 +63,9 @@ class Gateway:
     A /3.0 request: counted by route; its fault drawn on arrival (never for
     /ping); 401 without the key; 429 over the connection limit (the emulator
     has one key, so the per-key limit is one counter); then, while it counts
-    as in flight, the latency, and the fault or the API's answer. Faults
-    come before the API, so a faulted request changes nothing.
+    as in flight, the latency, and the fault or the API's answer. A refusal
+    fault comes before the API, so the request changes nothing; a spoiled
+    answer comes after it, and only to a 2xx (see faults.py).
     """
 
     def __init__(self, api: MarketingApi, inspection: Inspection, auth: ApiKeyAuth,
@@ -88,11 +89,11 @@ class Gateway:
 
     def _api_request(self, request: ApiRequest) -> ApiResponse:
         match = self._api.router.match(request.path)
-        self._stats.count_request(
-            f"{request.method} {match.route.template if match else '(unmatched)'}")
+        route = f"{request.method} {match.route.template if match else '(unmatched)'}"
+        self._stats.count_request(route)
         fault = None
         if not (match and match.route.template == PING_PATH):
-            fault = self._conditions.fault_plan.draw()
+            fault = self._conditions.fault_plan.draw(route)
         if not self._auth.accepts(request.authorization):
             return ApiResponse.problem(ApiError(
                 401, "API Key Invalid",
@@ -106,10 +107,14 @@ class Gateway:
                 self._retry_after())
         try:
             self._stopping.wait(self._conditions.latency_s)
-            if fault is not None:
+            if fault is not None and fault not in faults.SPOILED:
                 self._stats.count_fault(fault)
                 return self._faulted(fault)
-            return self._api.dispatch(match, request)
+            answer = self._api.dispatch(match, request)
+            if fault is not None and 200 <= answer.status < 300:
+                self._stats.count_fault(fault)
+                return self._spoiled(fault, answer)
+            return answer
         finally:
             self._stats.in_flight.lower()
 
@@ -124,12 +129,43 @@ class Gateway:
                 self._retry_after())
         if kind == faults.TOO_MANY_REQUESTS_EMPTY:
             return ApiResponse(429, headers=self._retry_after())
+        if kind in (faults.EDGE_502, faults.EDGE_503):
+            return _edge_page(int(kind[:3]))
         if kind == faults.TIMEOUT:
             self._stopping.wait(self._conditions.fault_plan.faults.timeout_stall_s)
             return ApiResponse(0, outcome=Outcome.HANG_UP)
         return ApiResponse(0, outcome=Outcome.RESET)
 
+    def _spoiled(self, kind: str, answer: ApiResponse) -> ApiResponse:
+        """The API's 2xx answer, spoiled on its way out."""
+        if kind == faults.HTML_200:
+            return _edge_page(200)
+        if kind == faults.EMPTY_200:
+            return ApiResponse(200)
+        if kind == faults.EMPTY_OBJECT_200:
+            return ApiResponse.json({})
+        if kind == faults.ARRAY_200:
+            return ApiResponse.json([])
+        # A 204 has no body to cut: the cut one goes out as a 200 with one.
+        body = answer.body or b'{"status": "ok"}'
+        stall = (self._conditions.fault_plan.faults.timeout_stall_s
+                 if kind == faults.STALLED_BODY else 0.0)
+        return ApiResponse(200 if answer.status == 204 else answer.status, body,
+                           answer.content_type or messages.JSON, answer.headers,
+                           Outcome.CUT, stall)
+
     def _retry_after(self) -> Headers:
         seconds = self._conditions.fault_plan.faults.retry_after
         # Retry-After takes whole seconds.
         return () if seconds is None else (("Retry-After", str(math.ceil(seconds))),)
+
+
+_EDGE_TITLES = {200: "Mailchimp", 502: "502 Bad Gateway", 503: "503 Service Unavailable"}
+
+
+def _edge_page(status: int) -> ApiResponse:
+    """An HTML page as an edge server or proxy sends it, not problem+json."""
+    title = _EDGE_TITLES[status]
+    page = (f"<html><head><title>{title}</title></head><body><center><h1>{title}"
+            f"</h1></center><hr><center>edge</center></body></html>\n")
+    return ApiResponse(status, page.encode("utf-8"), "text/html; charset=utf-8")

@@ -18,6 +18,7 @@ class Outcome(enum.Enum):
     RESPOND = "respond"
     HANG_UP = "hang_up"  # close without answering
     RESET = "reset"      # abort the TCP connection (RST) without answering
+    CUT = "cut"          # the headers and half the body, a stall, then close
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ class ApiResponse:
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     outcome: Outcome = Outcome.RESPOND
+    stall_s: float = 0.0  # for CUT: how long to wait before closing
+
+    @property
+    def answered(self) -> bool:
+        """A status line went out (whatever became of the body)."""
+        return self.outcome in (Outcome.RESPOND, Outcome.CUT)
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> ApiResponse:

@@ -5,13 +5,13 @@ import json
 import threading
 from typing import Any
 
-from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse, Outcome
+from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse
 
 
 class RequestLog:
     """Each request's method, path, query, parsed JSON body (None if there
     is none or it is not JSON) and the status answered (None when the
-    connection was dropped instead)."""
+    connection was dropped instead; a body cut short keeps its status)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -27,7 +27,7 @@ class RequestLog:
             body = None
         entry = {"method": request.method, "path": request.path,
                  "query": dict(request.query), "body": body,
-                 "status": response.status if response.outcome is Outcome.RESPOND else None}
+                 "status": response.status if response.answered else None}
         with self._lock:
             self._entries.append(entry)
 

@@ -69,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
         elif response.outcome is Outcome.HANG_UP:
             self.close_connection = True
+        elif response.outcome is Outcome.CUT:
+            self._send_cut(response)
         else:
             self._send(response)
 
@@ -97,6 +99,20 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _send(self, response: ApiResponse) -> None:
+        self._send_headers(response)
+        if self.command != "HEAD":  # a HEAD answer has headers only (RFC 9110 9.3.2)
+            self.wfile.write(response.body)
+
+    def _send_cut(self, response: ApiResponse) -> None:
+        """The headers (Content-Length: the whole body), half the body, a
+        stall, then a close: the client reads a body cut short."""
+        self._send_headers(response)
+        self.wfile.write(response.body[:len(response.body) // 2])
+        self.wfile.flush()
+        self.server.stopping.wait(response.stall_s)
+        self.close_connection = True
+
+    def _send_headers(self, response: ApiResponse) -> None:
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -105,8 +121,6 @@ class _Handler(BaseHTTPRequestHandler):
         if response.status != 204:  # a 204 must not carry Content-Length (RFC 9110 8.6)
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD":  # a HEAD answer has headers only (RFC 9110 9.3.2)
-            self.wfile.write(response.body)
 
     def _reset(self) -> None:
         # Linger 0 makes the close send RST instead of FIN. The descriptor
@@ -125,8 +139,10 @@ class _Server(ThreadingHTTPServer):
     # connections, and clients then retry a second later.
     request_queue_size = 128
 
-    def __init__(self, port: int, gateway: Gateway, stats: Stats):
+    def __init__(self, port: int, gateway: Gateway, stats: Stats,
+                 stopping: threading.Event):
         self.gateway = gateway
+        self.stopping = stopping  # set on shutdown: ends stalls early
         self._stats = stats
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
@@ -195,7 +211,7 @@ class MailchimpEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
-        self._server = _Server(self._port, self._gateway, self._stats)
+        self._server = _Server(self._port, self._gateway, self._stats, self._stopping)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.01},  # how soon stop() returns
                                         name="mailchimp-emulator", daemon=True)
