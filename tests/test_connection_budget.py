@@ -109,6 +109,7 @@ def test_the_remote_graph_delivers_everything_within_max_connections(tmp_path,
         labels = {t.unique_name for t in pipeline.to_runner_api().components
                   .transforms.values()}
         assert "Send every sync/Batch per slot/Group into batches" in labels
+        assert _sink_outputs_read_only_by_reshuffles(pipeline)
         pipeline.run().wait_until_finish()
         stats = emu.stats
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -118,6 +119,22 @@ def test_the_remote_graph_delivers_everything_within_max_connections(tmp_path,
     assert stats["rejected_429_limit"] == 0
     assert stats["max_in_flight"] <= 2
     assert stats["requests"][EVENTS_ROUTE] == 2 * users * events_per_user
+
+
+def _sink_outputs_read_only_by_reshuffles(pipeline) -> bool:
+    """A fusion break after the sink: nothing downstream is fused with it,
+    so a failure there never makes the runner send the requests again."""
+    transforms = pipeline.to_runner_api().components.transforms
+    sink = next(t for t in transforms.values()
+                if t.unique_name == "Send every sync/Write to Mailchimp")
+    outputs = set(sink.outputs.values())
+    readers = {t.unique_name: set(t.inputs.values()) & outputs
+               for t in transforms.values()
+               if outputs & set(t.inputs.values())
+               and not t.unique_name.startswith(sink.unique_name + "/")}
+    read = set().union(*readers.values())
+    return read == outputs and all(
+        name.startswith("Send every sync/Settle ") for name in readers)
 
 
 def _peak_sending_one_batch(monkeypatch, settings: SinkSettings) -> int:

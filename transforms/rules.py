@@ -101,4 +101,10 @@ class SendSyncsTogether(beam.PTransform):
         written = (requests | "Every sync's requests" >> beam.Flatten()
                    | "Batch per slot" >> self._batching
                    | "Write to Mailchimp" >> self._sink)
-        return {**outcomes, **_outcomes(written, "all syncs ")}
+        # A fusion break after the sink: a failure downstream (counting,
+        # files, the dead-letter topic) retries those steps from the
+        # shuffled outcomes, never the sink's requests. Remote runners only:
+        # FnApiRunner does not retry, and would hold every outcome in memory.
+        settled = {label: pcoll | f"Settle {label}" >> beam.Reshuffle()
+                   for label, pcoll in _outcomes(written, "all syncs ").items()}
+        return {**outcomes, **settled}
