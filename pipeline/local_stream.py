@@ -26,8 +26,10 @@ Output files: each kind's lines are appended to one file per window of
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import json
 import logging
 import os
 import shutil
@@ -35,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -53,6 +55,41 @@ from transforms.sync import SyncConfig
 _LOGGER = logging.getLogger(__name__)
 MAX_RUN_MESSAGES = 100_000  # held at once: bounds memory (about 1 KiB each)
 _PULL_MAX = 1000  # messages per Pull call
+
+
+def _write_messages(path: str, messages: Iterable[PubsubMessage]) -> str:
+    """Messages as JSON lines: a run reads them from a file, because
+    beam.Create would pickle and compress them all into the graph (with a
+    backlog of 50,000 messages, most of a run's time)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for message in messages:
+            f.write(json.dumps({
+                "data": base64.b64encode(message.data).decode(),
+                "attributes": message.attributes,
+                "message_id": message.message_id}) + "\n")
+    return path
+
+
+def _read_messages(path: str) -> Iterator[PubsubMessage]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            message = json.loads(line)
+            yield PubsubMessage(base64.b64decode(message["data"]),
+                                message["attributes"],
+                                message_id=message["message_id"])
+
+
+class _ReadPulled(beam.PTransform):
+    """The messages of one run, from the file `_write_messages` wrote."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Pulled messages" >> beam.Create([self._path])
+                | "Read them" >> beam.FlatMap(_read_messages))
 
 
 @contextlib.contextmanager
@@ -190,9 +227,10 @@ class LocalStream:
             options = PipelineOptions(flags=[], **{
                 **self._options.get_all_options(drop_default=True),
                 "streaming": False, "output_dir": staging})
-            messages = [message for _, message in batch]
+            pulled = _write_messages(os.path.join(staging, "pulled.jsonl"),
+                                     (message for _, message in batch))
             pipeline = build(beam.Pipeline(options=options), self._config,
-                             self._endpoint, records=beam.Create(messages),
+                             self._endpoint, records=_ReadPulled(pulled),
                              job=self._job)
             pipeline.run().wait_until_finish()
             self._record(staging)
