@@ -1,6 +1,6 @@
 """WriteOutputs: the outcome files, the run summary and the Beam metrics.
 
-Every outcome is counted here and only here, by `outcome_counts`: as Beam
+Every outcome is counted here and only here, by its `counts()`: as Beam
 metrics under `mailchimp_stream` (totals) and `mailchimp_stream/SYNC` (per
 sync), and into summary.json, so both show the same numbers.
 
@@ -23,25 +23,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import (FixedWindows, GlobalWindows,
                                            TimestampedValue)
 
-from pipeline.summary import WriteSummary, outcome_counts
-from transforms.plan import NOT_SELECTED
+from pipeline.summary import WriteSummary
 from transforms.records import NAMESPACE, DeadLetter, Skipped, UnknownMergeFields
 
-SKIPPED_FILE = "skipped_members"
-UNKNOWN_MERGE_FIELDS_FILE = "unknown_merge_fields"
-DEAD_LETTER_FILE = "dead_letter"
+# Which outcome goes to which file is each outcome type's `file()`.
+SKIPPED_FILE = Skipped.FILE
+UNKNOWN_MERGE_FIELDS_FILE = UnknownMergeFields.FILE
+DEAD_LETTER_FILE = DeadLetter.FILE
 FILES = (SKIPPED_FILE, UNKNOWN_MERGE_FIELDS_FILE, DEAD_LETTER_FILE)
 LINES = "lines"
-
-
-def _file_of(outcome) -> str | None:
-    if isinstance(outcome, Skipped):
-        return None if outcome.reason == NOT_SELECTED else SKIPPED_FILE
-    if isinstance(outcome, UnknownMergeFields):
-        return UNKNOWN_MERGE_FIELDS_FILE
-    if isinstance(outcome, DeadLetter):
-        return DEAD_LETTER_FILE
-    return None
 
 
 class _CountAndSortFn(beam.DoFn):
@@ -63,12 +53,12 @@ class _CountAndSortFn(beam.DoFn):
         return self._metrics[sync, name]
 
     def process(self, outcome):
-        counts = outcome_counts(outcome)
+        counts = outcome.counts()
         self._counts.update(counts)
         for count in counts:
             for counter in self._counters(*count):
                 counter.inc()
-        file = _file_of(outcome)
+        file = outcome.file()
         if file:
             yield beam.pvalue.TaggedOutput(LINES, (file, outcome.to_json()))
 

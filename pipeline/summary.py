@@ -1,4 +1,5 @@
-"""The run summary: what each outcome counts for, and summary.json.
+"""The run summary: summary.json from what each outcome counts for (its
+`counts()`, transforms.records).
 
 Counted inside the pipeline (counts per bundle, summed by a global
 combine), not read back from Beam metrics: the local streaming runner keeps only its first bundle's metrics,
@@ -16,38 +17,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger, window
 
-from transforms.dedupe import Duplicate
-from transforms.records import (DeadLetter, Delivered, Record, Skipped,
-                                UnknownMergeFields)
-
 SUMMARY_FILE = "summary.json"
-_SECTION = {"event": "events", "member": "members"}
-Count = tuple[Optional[str], str]  # (sync, or None for the whole run; name)
-_BEFORE_RECORDS = {"read", "parse"}  # dead-letter stages of a whole input
-
-
-def outcome_counts(outcome) -> list[Count]:
-    """What one record or outcome adds to: (sync or None, count name)."""
-    if isinstance(outcome, Record):
-        return [(None, "records_in")]
-    if isinstance(outcome, Duplicate):  # also counted in records_in
-        return [(None, "duplicates")]
-    if isinstance(outcome, Delivered):
-        name = "events.delivered" if outcome.kind == "event" else "members.upserted"
-        return [(outcome.sync, name)]
-    if isinstance(outcome, Skipped):
-        return [(outcome.sync, f"{_SECTION[outcome.kind]}.skipped.{outcome.reason}")]
-    if isinstance(outcome, DeadLetter):
-        names = ["dead_letter", f"dead_letter.{outcome.reason}"]
-        if outcome.stage in _BEFORE_RECORDS:  # an input that never became a Record
-            return [(None, "records_in")] + [(None, n) for n in names]
-        return [(outcome.sync, n) for n in names + [f"{outcome.stage}.dead_letter"]]
-    if isinstance(outcome, UnknownMergeFields):
-        return [(outcome.sync, f"unknown_merge_fields.{tag}")
-                for tag in outcome.fields] + [
-            (outcome.sync, f"invalid_merge_fields.{tag}")
-            for tag in outcome.invalid]
-    raise TypeError(f"not an outcome: {outcome!r}")
 
 
 def _section(counts: Counter, prefix: str, done: str) -> dict:

@@ -181,7 +181,7 @@ def test_event_name(event_type, expected):
 
 def test_backfill_events_do_not_trigger_automations():
     rules = sync(send_events={"enabled": True, "is_syncing": True})
-    [request] = list(ProjectProperties(rules)._step(
+    [request] = list(ProjectProperties(rules).step(
         Action("s", "a", "event", record(), "ada@example.com", "h")))
     assert request.body() == {"name": "purchase", "properties": {}, "is_syncing": True}
 

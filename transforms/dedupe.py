@@ -20,7 +20,6 @@ duplicates of themselves. Which memory depends on the runner:
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 import uuid
 from typing import NamedTuple, Optional
@@ -33,20 +32,14 @@ from apache_beam.transforms.userstate import (ReadModifyWriteStateSpec,
                                               TimerSpec, on_timer)
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.records import Record
+from transforms.records import Duplicate, Record
+from transforms.routing import tagged
 from transforms.worker_cache import worker_object
 
-DUPLICATES = "duplicates"
 DEFAULT_CAPACITY = 200_000
 DEFAULT_WINDOW_SECS = 3600.0
 _NO_ID = "no_insert_id"
 _UNSEEN = object()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Duplicate:
-    """A record dropped because its insert_id was seen before."""
-    insert_id: str
 
 
 class Deduplicated(NamedTuple):
@@ -96,7 +89,7 @@ class _DropRecentFn(beam.DoFn):
 
     def process(self, record: Record):
         if record.insert_id and self._recent.seen(record.insert_id, record.origin):
-            yield TaggedOutput(DUPLICATES, Duplicate(record.insert_id))
+            yield tagged(Duplicate(record.insert_id))
         else:
             yield record
 
@@ -112,7 +105,7 @@ class DropRecentDuplicates(beam.PTransform):
     def expand(self, records) -> Deduplicated:
         out = records | "Drop recent ids" >> beam.ParDo(
             _DropRecentFn(self._capacity, self._job)).with_outputs(
-                DUPLICATES, main="records")
+                Duplicate.TAG, main="records")
         return Deduplicated(out.records, out.duplicates)
 
 
@@ -137,7 +130,7 @@ class _DropSeenFn(beam.DoFn):
                 forget=beam.DoFn.TimerParam(FORGET)):
         insert_id, record = keyed
         if seen.read():
-            yield TaggedOutput(DUPLICATES, Duplicate(insert_id))
+            yield tagged(Duplicate(insert_id))
             return
         seen.write(True)
         forget.set(Timestamp.now() + self._window_secs)
@@ -161,7 +154,8 @@ class DropDuplicatesPerKey(beam.PTransform):
             _keyed_by_insert_id).with_output_types(
                 tuple[str, Record]).with_outputs(_NO_ID, main="keyed")
         seen = keyed.keyed | "Drop seen ids" >> beam.ParDo(
-            _DropSeenFn(self._window_secs)).with_outputs(DUPLICATES, main="records")
+            _DropSeenFn(self._window_secs)).with_outputs(
+                Duplicate.TAG, main="records")
         unique = ((seen.records, keyed[_NO_ID])
                   | "With records without insert_id" >> beam.Flatten())
         return Deduplicated(unique, seen.duplicates)

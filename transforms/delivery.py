@@ -29,10 +29,6 @@ _T = TypeVar("_T")
 Mapper = Callable[..., Iterable[list[Outcome]]]
 
 
-def _kind(request: Request) -> str:
-    return "member" if isinstance(request, MemberUpsert) else "event"
-
-
 def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
     """A skip with the error's reason and what Mailchimp said, or a dead
     letter with the payload."""
@@ -42,7 +38,7 @@ def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
         error = DeliveryFailed(f"unexpected {type(error).__name__}: {error}; "
                                f"not retried")
     for request in requests:
-        kind = _kind(request)
+        kind = request.kind
         reason = skip_reason(refusal, kind) if refusal is not None else None
         if refusal is not None and reason:
             yield Skipped.of(request, reason, refusal.explanation)
@@ -54,7 +50,7 @@ def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
 
 def _delivered(requests: Iterable[Request]) -> Iterator[Outcome]:
     for request in requests:
-        yield Delivered(request.sync, _kind(request), request.insert_id)
+        yield Delivered(request.sync, request.kind, request.insert_id)
 
 
 def _by(requests: Iterable[_T], key: Callable[[_T], str]) -> dict[str, list[_T]]:
@@ -103,8 +99,8 @@ class BatchDelivery:
             return list(_failed(requests, e))
 
     def _audience(self, list_id: str, requests: list[Request]) -> list[Outcome]:
-        upserts = [r for r in requests if isinstance(r, MemberUpsert)]
-        events = [r for r in requests if isinstance(r, MemberEvent)]
+        upserts = [r for r in requests if r.kind == "member"]
+        events = [r for r in requests if r.kind == "event"]
         # Members first and to completion: a new member's events need it.
         outcomes = list(self._members(list_id, upserts)) if upserts else []
         # Members in parallel, each member's events in their order.

@@ -20,8 +20,8 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictInt,
                       StrictStr, ValidationError)
 
 from transforms.records import DeadLetter, Record
+from transforms.routing import tagged
 
-DEAD_LETTER = "dead_letter"
 STAGE = "parse"
 IDENTIFY = "$identify"
 _SECRET_FIELD = re.compile(r'("api_key"\s*:\s*")(?:[^"\\]|\\.)*(")')
@@ -290,11 +290,7 @@ class _ParseFn(beam.DoFn):
             results = parse_payload(raw.data, raw.attributes, raw.message_id)
         else:
             results = parse_payload(raw)
-        for result in results:
-            if isinstance(result, DeadLetter):
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, result)
-            else:
-                yield result
+        yield from map(tagged, results)
 
 
 class ParseRecords(beam.PTransform):
@@ -303,4 +299,4 @@ class ParseRecords(beam.PTransform):
 
     def expand(self, raw):
         return raw | beam.ParDo(_ParseFn()).with_outputs(
-            DEAD_LETTER, main="records")
+            DeadLetter.TAG, main="records")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Iterator
 
-from transforms.records import Action, Record, Skipped
+from transforms.records import NOT_SELECTED, Action, Record, Skipped
 from transforms.routing import RouteSkips
 from transforms.sync import Filter, Sync
 
-NOT_SELECTED = "not_selected"
 _MISSING = object()
 
 

@@ -1,13 +1,23 @@
-"""RouteSkips: the one way a rule step sends what it cannot use to `skipped`."""
+"""Routing by type: `tagged`, the one place that reads where a value goes
+(its type's `TAG`, see transforms.records.Routed), for every DoFn that
+routes; RouteSkips, the one way a rule step sends what it cannot use to
+`skipped`."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
-from transforms.records import Skipped
+from transforms.records import Routed, Skipped
 
-SKIPPED = "skipped"
+
+def tagged(routed: Routed, value: Any = None):
+    """What a DoFn yields for `routed`: its type's tagged output, or as it
+    is for the main output. `value`: what to yield in its place (the
+    windowed value of it that finish_bundle must yield)."""
+    value = routed if value is None else value
+    return value if routed.TAG is None else beam.pvalue.TaggedOutput(
+        routed.TAG, value)
 
 
 class _RouteFn(beam.DoFn):
@@ -17,14 +27,12 @@ class _RouteFn(beam.DoFn):
 
     def process(self, element):
         for result in self._step(element):
-            if isinstance(result, Skipped):
-                yield beam.pvalue.TaggedOutput(SKIPPED, result)
-            else:
-                yield result
+            yield tagged(result)
 
 
 class _Chain:
-    """Steps applied in turn; a Skipped leaves the chain where it is made."""
+    """Steps applied in turn; a Skipped (a value with an output of its own)
+    leaves the chain where it is made."""
 
     def __init__(self, steps: list[Callable[[Any], Iterable[Any]]]):
         self._steps = steps
@@ -34,8 +42,7 @@ class _Chain:
         results = [element]
         for step in self._steps:
             results = [out for result in results
-                       for out in ((result,) if isinstance(result, Skipped)
-                                   else step(result))]
+                       for out in ((result,) if result.TAG else step(result))]
         return results
 
 
@@ -47,12 +54,17 @@ class RouteSkips(beam.PTransform):
         super().__init__()
         self._step = step
 
+    @property
+    def step(self) -> Callable[[Any], Iterable[Any]]:
+        """The step as a function, to compose it into another (see chain)."""
+        return self._step
+
     @classmethod
     def chain(cls, *steps: "RouteSkips") -> "RouteSkips":
         """The steps as one: one DoFn, so no runner pays a step per rule
         (the DirectRunner inspects every DoFn for every bundle)."""
-        return cls(_Chain([s._step for s in steps]))
+        return cls(_Chain([s.step for s in steps]))
 
     def expand(self, pcoll):
         return pcoll | beam.ParDo(_RouteFn(self._step)).with_outputs(
-            SKIPPED, main="main")
+            Skipped.TAG, main="main")

@@ -11,7 +11,7 @@ from transforms.batching import BatchPerAudience, BatchPerSlot
 from transforms.identity import DropAnonymous, MapEmail
 from transforms.plan import PlanActions
 from transforms.project import ProjectProperties
-from transforms.records import Record, RecordRequests, Skipped
+from transforms.records import Record, RecordRequests
 from transforms.routing import RouteSkips
 from transforms.sink import WriteToMailchimp
 from transforms.sync import Sync
@@ -27,7 +27,7 @@ class _OneElementPerRecord:
     def __call__(self, record: Record) -> list[Any]:
         results, requests = [], []
         for result in self._rules(record):
-            (results if isinstance(result, Skipped) else requests).append(result)
+            (results if result.TAG else requests).append(result)
         if requests:
             results.append(RecordRequests(tuple(requests)))
         return results
@@ -51,7 +51,7 @@ class ApplySync(beam.PTransform):
             PlanActions(sync), DropAnonymous(), MapEmail(sync.email_property),
             ProjectProperties(sync))
         return records | "Plan, identify, address, project" >> RouteSkips(
-            _OneElementPerRecord(rules._step))
+            _OneElementPerRecord(rules.step))
 
 
 def _outcomes(written, prefix: str = "") -> dict:

@@ -35,12 +35,10 @@ from transforms.mailchimp.merge_fields import MergeFieldCatalog
 from transforms.mailchimp.slots import MachineSlots
 from transforms.records import (DeadLetter, RecordRequests, Request, Skipped,
                                 UnknownMergeFields)
-from transforms.routing import SKIPPED
+from transforms.routing import tagged
 from transforms.throttling import report_throttling
 from transforms.worker_cache import worker_object
 
-DEAD_LETTER = "dead_letter"
-UNKNOWN_MERGE_FIELDS = "unknown_merge_fields"
 _MAX_WAITING = 1  # batches queued behind the one being sent
 
 
@@ -105,25 +103,22 @@ class _WriteFn(beam.DoFn):
     def process(self, keyed_batch):
         _, batch = keyed_batch  # the key chose the batch; the requests say where
         if self._sender is None:
-            yield from _tagged(self._delivery.deliver(_requests(batch)))
+            yield from map(tagged, self._delivery.deliver(_requests(batch)))
         else:
             self._in_flight.append(self._sender.submit(
                 self._delivery.deliver, _requests(batch)))
             # One batch sending, one waiting: memory stays bounded.
             while self._in_flight and (self._in_flight[0].done()
                                        or len(self._in_flight) > _MAX_WAITING + 1):
-                yield from _tagged(self._in_flight.popleft().result())
+                yield from map(tagged, self._in_flight.popleft().result())
         # Counted here: the sender threads have no Beam metrics context.
         report_throttling(self._client.stats.drain())
 
     def finish_bundle(self):
         while self._in_flight:
-            for output in _tagged(self._in_flight.popleft().result()):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(
-                        output.tag, GlobalWindows.windowed_value(output.value))
-                else:
-                    yield GlobalWindows.windowed_value(output)
+            for outcome in self._in_flight.popleft().result():
+                # No element here to take a window from: the global one.
+                yield tagged(outcome, GlobalWindows.windowed_value(outcome))
         report_throttling(self._client.stats.drain())
 
     def teardown(self):
@@ -138,18 +133,6 @@ class _WriteFn(beam.DoFn):
         # The client stays: the next DoFn of this process reuses it.
 
 
-def _tagged(outcomes):
-    for outcome in outcomes:
-        if isinstance(outcome, Skipped):
-            yield beam.pvalue.TaggedOutput(SKIPPED, outcome)
-        elif isinstance(outcome, DeadLetter):
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, outcome)
-        elif isinstance(outcome, UnknownMergeFields):
-            yield beam.pvalue.TaggedOutput(UNKNOWN_MERGE_FIELDS, outcome)
-        else:
-            yield outcome
-
-
 class WriteToMailchimp(beam.PTransform):
     """(key, [RecordRequests]) -> outcomes."""
 
@@ -162,6 +145,7 @@ class WriteToMailchimp(beam.PTransform):
         self._job = job or uuid.uuid4().hex
 
     def expand(self, batches):
-        return batches | beam.ParDo(_WriteFn(self._endpoint, self._settings,
-                                             self._job)).with_outputs(SKIPPED, UNKNOWN_MERGE_FIELDS,
-                                                   DEAD_LETTER, main="delivered")
+        return batches | beam.ParDo(
+            _WriteFn(self._endpoint, self._settings, self._job)).with_outputs(
+                Skipped.TAG, UnknownMergeFields.TAG, DeadLetter.TAG,
+                main="delivered")
