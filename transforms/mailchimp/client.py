@@ -1,10 +1,12 @@
 """MailchimpClient: one account's HTTP session, its limits and its retries.
 
-Limits: at most `max_connections` requests in flight per credentials per
-process (Mailchimp allows 10 simultaneous connections per user; on N worker
-processes give each 10/N), enforced twice: a `ConnectionLimiter` shared by
-every client of the same credentials, and a connection pool that blocks rather
-than open an 11th socket. Requests time out (Mailchimp gives up at 120 s).
+Limits: at most the limiter's `max_connections` requests in flight
+(Mailchimp allows 10 simultaneous connections per account), enforced twice:
+the limiter, and a connection pool that blocks rather than open an 11th
+socket. The sink passes the account's `MachineSlots` (shared by every
+process of the machine; slots.py); a client on its own (the preflight
+check, tests) bounds its own threads with a `ConnectionLimiter`. Requests
+time out (Mailchimp gives up at 120 s).
 
 Retries live here and nowhere else. urllib3's `Retry` is not used because
 its policy is per pool, and ours is per request: a member event has no
@@ -42,7 +44,7 @@ import math
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -59,8 +61,17 @@ MAX_CONNECTIONS = 10
 _LOGGER = logging.getLogger(__name__)
 
 
+class Limiter(Protocol):
+    """Held around each request: ConnectionLimiter, or slots.MachineSlots."""
+    max_connections: int
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
 class ConnectionLimiter:
-    """A counting semaphore, shared by the clients of one set of credentials."""
+    """A counting semaphore: bounds the threads of one process."""
 
     def __init__(self, max_connections: int = MAX_CONNECTIONS):
         self.max_connections = max_connections
@@ -136,7 +147,7 @@ class MailchimpClient:
     """The Marketing API calls the sink makes. Safe to share between threads."""
 
     def __init__(self, api_root: str, credentials: Credentials,
-                 limiter: Optional[ConnectionLimiter] = None,
+                 limiter: Optional[Limiter] = None,
                  timeout: tuple[float, float] = (10.0, 130.0),
                  retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep):
