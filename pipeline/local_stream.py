@@ -30,7 +30,6 @@ import base64
 import contextlib
 import glob
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -52,7 +51,6 @@ from pipeline.summary import (add_summaries, empty_summary, read_summary,
 from transforms.mailchimp.credentials import Endpoint
 from transforms.sync import SyncConfig
 
-_LOGGER = logging.getLogger(__name__)
 MAX_RUN_MESSAGES = 100_000  # held at once: bounds memory (about 1 KiB each)
 _PULL_MAX = 1000  # messages per Pull call
 
@@ -183,7 +181,8 @@ class LocalStream:
         self._write_summary()  # zeros from the start
         source = LeasedPull(self._subscription)
         no_more_pulls = threading.Event()
-        puller = threading.Thread(target=self._pull, args=(source, no_more_pulls),
+        puller = threading.Thread(target=self._pull,
+                                  args=(source, (stop, no_more_pulls)),
                                   daemon=True, name="pubsub-pull")
         puller.start()
         try:
@@ -209,13 +208,14 @@ class LocalStream:
         self._run_once(batch)
         source.ack(ack_id for ack_id, _ in batch)
 
-    def _pull(self, source: LeasedPull, no_more_pulls: threading.Event) -> None:
-        while not no_more_pulls.is_set():
+    def _pull(self, source: LeasedPull, until: tuple[threading.Event, ...]) -> None:
+        """Pulls until any of `until` is set (a stop, or the run ending)."""
+        while not any(event.is_set() for event in until):
             if len(self._held) >= MAX_RUN_MESSAGES:
-                no_more_pulls.wait(0.05)  # a run is behind: let it catch up
+                time.sleep(0.05)  # a run is behind: let it catch up
                 continue
             pulled = source.pull(_PULL_MAX, timeout_s=1.0)
-            if no_more_pulls.is_set() and pulled:
+            if any(event.is_set() for event in until) and pulled:
                 source.nack(ack_id for ack_id, _ in pulled)  # came after the stop
                 return
             self._held.add(pulled)
