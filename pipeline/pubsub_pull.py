@@ -24,8 +24,9 @@ from google.api_core import exceptions as api_exceptions
 
 _LOGGER = logging.getLogger(__name__)
 LEASE_S = 20  # each extension; renewed every LEASE_S / 3
+_RETRY_WAIT_S = 1.0  # after a failed pull
 _MAX_IDS_PER_CALL = 1000  # Acknowledge/ModifyAckDeadline request size
-_RETRYABLE = (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable,
+_RETRYABLE = (api_exceptions.ServiceUnavailable,
               api_exceptions.InternalServerError, api_exceptions.Aborted,
               api_exceptions.Unknown)
 
@@ -47,13 +48,20 @@ class LeasedPull:
     def pull(self, max_messages: int, timeout_s: float = 5.0
              ) -> list[tuple[str, PubsubMessage]]:
         """Up to `max_messages` (ack id, message) pairs; [] when none came
-        within `timeout_s` or Pub/Sub answered with a transient error."""
+        within `timeout_s`, or (after a pause) when Pub/Sub answered with a
+        transient error or could not be reached."""
         try:
             response = self._client.pull(
                 request={"subscription": self._subscription,
                          "max_messages": max_messages},
                 timeout=timeout_s, retry=None)
-        except _RETRYABLE:
+        except api_exceptions.DeadlineExceeded:
+            return []  # nothing came within timeout_s
+        except _RETRYABLE as e:
+            # Pub/Sub is away (or busy): not an error of the job's, but no
+            # reason to ask again at once either.
+            _LOGGER.warning("Pub/Sub pull failed (%s); trying again", type(e).__name__)
+            self._closed.wait(_RETRY_WAIT_S)
             return []
         pulled = [(received.ack_id, _message(received.message))
                   for received in response.received_messages]

@@ -134,3 +134,40 @@ def test_after_kill_9_a_second_run_delivers_what_the_first_had_pulled(
     assert max(events.values()) <= 2
     for n in range(MESSAGES):
         assert slow_mailchimp.member(AUDIENCE, f"p{n}@example.com") is not None
+
+
+def test_a_quiet_stream_has_a_summary_from_the_start_kept_fresh(tmp_path, pubsub):
+    emu, _, _, topics, subscriptions = pubsub
+    with MailchimpEmulator(seed=json.loads(json.dumps(SEED)), api_key=API_KEY) as mc:
+        process = start_pipeline(tmp_path, mc, emu.host, subscriptions["events-pipeline"],
+                                 topics["dead-letters"])
+        try:
+            summary_path = tmp_path / "out" / "summary.json"
+            wait_for(lambda: started(process, tmp_path / "out"), 120, "a summary")
+            assert read_summary(str(tmp_path / "out"))["records_in"] == 0
+            first = summary_path.stat().st_mtime_ns
+            # --summary_refresh_secs 1: rewritten though nothing comes.
+            wait_for(lambda: summary_path.stat().st_mtime_ns > first, 30, "a refresh")
+        finally:
+            stop(process)
+
+
+def test_sigterm_ends_the_job_when_pubsub_has_gone_away(tmp_path, slow_mailchimp):
+    from pipeline.local.pubsub_emulator import PubSubEmulator
+    from google.cloud import pubsub_v1
+    with PubSubEmulator() as emu:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PUBSUB_EMULATOR_HOST", emu.host)
+            publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+            topic = publisher.topic_path("demo-project", "events")
+            dead = publisher.topic_path("demo-project", "dead")
+            subscription = subscriber.subscription_path("demo-project", "events")
+            publisher.create_topic(name=topic)
+            publisher.create_topic(name=dead)
+            subscriber.create_subscription(name=subscription, topic=topic)
+            publisher.publish(topic, record(0)).result(timeout=30)
+        process = start_pipeline(tmp_path, slow_mailchimp, emu.host, subscription, dead)
+        wait_for(lambda: processed(tmp_path / "out") == 1, 120, "the record")
+    # The Pub/Sub emulator is gone: pulls fail; a stop still ends the job.
+    output = stop(process)
+    assert "records in             1" in output

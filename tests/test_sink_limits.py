@@ -212,3 +212,30 @@ def test_a_failed_bundle_sends_nothing_it_had_queued(monkeypatch):
     # The first batch (whose outcome failed the step) and at most the one
     # already in flight; not the one queued behind it.
     assert 1 <= posted <= 2
+
+
+def test_the_sinks_throttling_reaches_the_runner_as_counters(monkeypatch):
+    """The client counts on the sink's sender threads, which have no Beam
+    metrics context; the sink reports the tally from its own thread."""
+    from apache_beam.metrics.metric import MetricsFilter
+    from pipeline.local.mailchimp.faults import Aimed
+    from transforms.records import NAMESPACE
+    monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
+    route = "POST /3.0/lists/{list_id}/members/{subscriber_hash}/events"
+    faults = Faults(aimed=(Aimed("429", route, 3),), retry_after=0)
+    with MailchimpEmulator(seed=SEED, api_key=API_KEY, faults=faults) as emu:
+        pipeline = beam_pipeline()
+        parsed = (pipeline | beam.Create([json.dumps(r) for r in records(5, 2)])
+                  | ParseRecords())
+        sent = parsed.records | SendSync(
+            Sync.model_validate(SYNC["syncs"][0]), BatchPerAudience(100),
+            WriteToMailchimp(Endpoint(emu.base_url), SinkSettings()))
+        assert_that(sent["delivered"] | beam.combiners.Count.Globally(),
+                    equal_to([20]))
+        result = pipeline.run()
+        result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(NAMESPACE))["counters"]}
+    # Three 429s: to three requests, or a request answered 429 twice.
+    assert counters["retries_429"] == 3
+    assert 1 <= counters["throttled_requests"] <= 3
