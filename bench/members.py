@@ -130,7 +130,12 @@ def run(settings: Settings) -> list[Result]:
         Result(NAME, "direct client, no Beam", direct, "members/s",
                ceiling_name, ceiling,
                note=f"{DIRECT_CALLS} prepared calls, 10 in flight: what the "
-                    f"emulator serves on this machine"),
+                    f"emulator serves on this machine, and so the bound of "
+                    f"every pipeline figure here (the emulator is one Python "
+                    f"process: about 5 ms of CPU a 500-member call under one "
+                    f"GIL, and its L-second sleeps overrun while other calls "
+                    f"hold the GIL); the pipeline's distance from the "
+                    f"ceiling is read against this figure, not against 10x500/L"),
         Result(NAME, "pipeline, new, net of start-up", new["net"], "members/s",
                "direct client", direct),
         Result(NAME, "official SDK, one PUT at a time", sdk_rate, "members/s",

@@ -26,10 +26,12 @@ class Member:
     status: str
     merge_values: dict[str, object]
     last_changed: str = field(default_factory=utc_now)
+    # The address never changes (PATCH refuses to), so neither does its
+    # hash: computed once, or handed over by a caller that has it already.
+    hash: str = field(default="", repr=False, compare=False)
 
-    @property
-    def hash(self) -> str:
-        return subscriber_hash(self.email_address)
+    def __post_init__(self) -> None:
+        self.hash = self.hash or subscriber_hash(self.email_address)
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Audience:
     merge_fields: dict[str, MergeField] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # unique_email_id by subscriber hash: a digest per answer adds up in
+    # batch subscribe's 500.
+    _unique_ids: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def add_merge_field(self, definition: dict[str, Any]) -> MergeField:
         """A new merge field from a (validated) definition; InvalidFields if
@@ -64,8 +69,8 @@ class Audience:
     def member_json(self, member: Member) -> dict[str, Any]:
         """Every merge field of the audience shows, "" when not set, as
         Mailchimp answers."""
-        merge_fields = {tag: copy.deepcopy(member.merge_values.get(tag, ""))
-                        for tag in self.merge_fields}
+        values = member.merge_values
+        merge_fields = {tag: _copied(values.get(tag, "")) for tag in self.merge_fields}
         return {
             "id": member.hash,
             "email_address": member.email_address,
@@ -90,5 +95,15 @@ class Audience:
     def _unique_email_id(self, member: Member) -> str:
         # Mailchimp's is an opaque 10-hex-digit id per list and address;
         # derived here so that it is stable across runs.
-        digest = hashlib.sha1(f"{self.id}:{member.hash}".encode(), usedforsecurity=False)
-        return digest.hexdigest()[:10]
+        unique_id = self._unique_ids.get(member.hash)
+        if unique_id is None:
+            digest = hashlib.sha1(f"{self.id}:{member.hash}".encode(), usedforsecurity=False)
+            unique_id = self._unique_ids[member.hash] = digest.hexdigest()[:10]
+        return unique_id
+
+
+def _copied(value: object) -> object:
+    """A stored merge value the answer may hand out: values are strings and
+    numbers, or an address's dict of strings, the one mutable kind (a
+    deepcopy per value costs more than the rest of the answer)."""
+    return dict(value) if isinstance(value, dict) else value

@@ -66,7 +66,7 @@ class AudienceService:
                     "email_address",
                     "The email address does not match the subscriber hash in the path.")])
             member, _ = self._write_member(
-                audience, email, body, update_existing=True,
+                audience, email, body, utc_now(), update_existing=True,
                 skip_merge_validation=skip_merge_validation)
             return audience.member_json(member)
 
@@ -84,21 +84,27 @@ class AudienceService:
             values = audience.normalise(body.get("merge_fields"))
             status = body.get("status")
             _check_status_change(member, status)
-            _apply(member, status, values)
+            _apply(member, status, values, utc_now())
             return audience.member_json(member)
 
     def batch_subscribe(self, list_id: str, body: object, *, skip_merge_validation: bool,
                         skip_duplicate_check: bool) -> dict[str, Any]:
         """POST /lists/{id}: each member added or updated on its own; a
         member's failure is an entry of `errors`, not a failed request."""
+        # The audiences are fixed at start and the body is the request's
+        # own: both checks run outside the lock, which then covers only the
+        # writes (500 members' checks under it would hold up every other
+        # request for as long).
+        audience = self._audience(list_id)
+        bodies.validate(bodies.BATCH_SUBSCRIBE, body)
+        assert isinstance(body, dict)
         with self._lock:
-            audience = self._audience(list_id)
-            bodies.validate(bodies.BATCH_SUBSCRIBE, body)
-            assert isinstance(body, dict)
             created: list[dict[str, Any]] = []
             updated: list[dict[str, Any]] = []
             errors: list[dict[str, Any]] = []
             seen: set[str] = set()
+            update_existing = bool(body.get("update_existing"))
+            now = utc_now()  # one request, one moment
             for entry in body["members"]:
                 email = entry.get("email_address")
                 key = email.lower() if isinstance(email, str) else ""
@@ -107,8 +113,8 @@ class AudienceService:
                 seen.add(key)
                 try:
                     member, is_new = self._write_member(
-                        audience, check_email(email), entry,
-                        update_existing=bool(body.get("update_existing")),
+                        audience, check_email(email), entry, now,
+                        update_existing=update_existing,
                         skip_merge_validation=skip_merge_validation)
                 except (ApiError, InvalidFields) as exc:
                     errors.append(_batch_error(email, exc))
@@ -172,8 +178,9 @@ class AudienceService:
             raise not_found()
         return member
 
-    def _write_member(self, audience: Audience, email: str, entry: Mapping[str, Any], *,
-                      update_existing: bool, skip_merge_validation: bool) -> tuple[Member, bool]:
+    def _write_member(self, audience: Audience, email: str, entry: Mapping[str, Any],
+                      now: str, *, update_existing: bool,
+                      skip_merge_validation: bool) -> tuple[Member, bool]:
         """Add or update one member from a PUT body or batch entry (whose
         email has been checked). `status_if_new` only applies to a new member;
         `status` applies to both, which is how batch subscribe's
@@ -182,7 +189,8 @@ class AudienceService:
             raise ApiError(400, "Forgotten Email Not Subscribed",
                            f"{email} was permanently deleted and cannot be re-imported. "
                            "The contact must re-subscribe to get back on the list.")
-        member = audience.members.get(subscriber_hash(email))
+        member_hash = subscriber_hash(email)
+        member = audience.members.get(member_hash)
         if member is not None and not update_existing:
             raise MemberExists(email)
         values = audience.normalise(entry.get("merge_fields"))
@@ -190,11 +198,11 @@ class AudienceService:
         if member is None:
             if not skip_merge_validation:
                 check_required(audience.merge_fields, values)
-            member = Member(email, status or entry["status_if_new"], values)
-            audience.members[member.hash] = member
+            member = Member(email, status or entry["status_if_new"], values, now, member_hash)
+            audience.members[member_hash] = member
             return member, True
         _check_status_change(member, status)
-        _apply(member, status, values)
+        _apply(member, status, values, now)
         return member, False
 
 
@@ -205,11 +213,11 @@ def _check_status_change(member: Member, status: str | None) -> None:
                        "or compliance review and cannot be subscribed.")
 
 
-def _apply(member: Member, status: str | None, values: dict[str, object]) -> None:
+def _apply(member: Member, status: str | None, values: dict[str, object], now: str) -> None:
     if status:
         member.status = status
     member.merge_values.update(values)
-    member.last_changed = utc_now()
+    member.last_changed = now
 
 
 def _batch_error(email: object, exc: ApiError | InvalidFields) -> dict[str, Any]:
