@@ -1,6 +1,6 @@
 """python -m bench: every benchmark in one invocation, then one table.
 
-    python -m bench                       # the full run (about 8 minutes)
+    python -m bench                       # the full run (about 6 minutes)
     python -m bench --quick               # smaller inputs (about 2 minutes)
     python -m bench --profile-dir prof    # and where the time goes
     python -m bench --latency-ms 100 --only events,members
