@@ -10,6 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 API_KEY = "0123456789abcdef0123456789abcdef-us6"  # recognisable, grep-able
 AUDIENCE = "aud0000001"
 EVENTS_AUDIENCE = "aud0000002"
+PUBSUB_PROJECT = "demo-project"  # Beam checks that project IDs look real
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OPENAPI = SHARED / "mailchimp" / "marketing-subset.openapi.json"
 

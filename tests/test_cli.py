@@ -16,14 +16,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from google.cloud import pubsub_v1
 
 from pipeline.__main__ import main
 from pipeline.cli import is_local_runner
 from pipeline.config import ConfigError, parse_config
-from pipeline.local.pubsub_emulator import PubSubEmulator
 from pipeline.options import LIMITS, MailchimpStreamOptions
-from tests.helpers import API_KEY, AUDIENCE, write_jsonl
+from tests.helpers import API_KEY, AUDIENCE, PUBSUB_PROJECT, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 METADATA = ROOT / "templates" / "metadata.json"
@@ -31,7 +29,7 @@ SYNC = {"syncs": [{"name": "newsletter", "audience_id": AUDIENCE,
                    "send_users": {"enabled": True, "properties": ["FNAME"]}}]}
 RECORD = {"user_id": "u1", "event_type": "signed_up", "insert_id": "i1",
           "user_properties": {"email": "ada@example.com", "FNAME": "Ada"}}
-PROJECT = "demo-project"
+PROJECT = PUBSUB_PROJECT
 NOT_CHECKED_YET = "no Mailchimp credentials"  # the first check after the flags
 
 
@@ -364,20 +362,6 @@ def test_an_oauth_token_finds_its_data_centre_at_the_configured_endpoint(
 
 # --- Pub/Sub ----------------------------------------------------------------------
 
-@pytest.fixture
-def pubsub(monkeypatch):
-    with PubSubEmulator() as emu:
-        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emu.host)
-        publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
-        topic = publisher.topic_path(PROJECT, "events")
-        subscription = subscriber.subscription_path(PROJECT, "events-pipeline")
-        publisher.create_topic(name=topic)
-        subscriber.create_subscription(name=subscription, topic=topic)
-        subscriber.close()
-        yield topic, subscription
-
-
 @pytest.mark.parametrize("flag, kind", [
     ("--input_subscription", "subscription"), ("--input_topic", "topic")])
 def test_a_missing_pubsub_source_stops_the_run_naming_it(capsys, files, pubsub,
@@ -391,7 +375,7 @@ def test_a_missing_pubsub_source_stops_the_run_naming_it(capsys, files, pubsub,
 
 def test_a_missing_dead_letter_topic_stops_the_run(capsys, files, pubsub):
     config, _ = files
-    _, subscription = pubsub  # exists: the check goes on to the topic
+    subscription = pubsub[4]["events-pipeline"]  # exists: the check goes on
     missing = f"projects/{PROJECT}/topics/no-dead-letters"
     status, err = run_main(capsys, "--sync_config", str(config),
                            "--input_subscription", subscription,

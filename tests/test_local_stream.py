@@ -14,7 +14,7 @@ import pytest
 from pipeline.local.mailchimp_emulator import MailchimpEmulator
 from pipeline.summary import add_summaries, read_summary
 from tests.helpers import API_KEY, AUDIENCE, SEED
-from tests.test_streaming import pubsub, start_pipeline, stop, wait_for  # noqa: F401
+from tests.test_streaming import start_pipeline, stop, wait_for
 
 MESSAGES = 400
 

@@ -10,15 +10,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-from google.cloud import pubsub_v1
 
 from pipeline.local.mailchimp_emulator import MailchimpEmulator
-from pipeline.local.pubsub_emulator import PubSubEmulator
 from pipeline.summary import read_summary
 from tests.helpers import API_KEY, AUDIENCE, SEED, read_outputs
 
-PROJECT = "demo-project"
 SYNC = {"syncs": [{
     "name": "live", "audience_id": AUDIENCE, "email_property": "email",
     "send_events": {"enabled": True, "event_types": ["purchase"],
@@ -35,27 +31,6 @@ def wait_for(condition, timeout_s: float, what: str):
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def pubsub(monkeypatch):
-    with PubSubEmulator() as emu:
-        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emu.host)
-        publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
-        topics = {name: publisher.topic_path(PROJECT, name)
-                  for name in ("events", "dead-letters")}
-        for topic in topics.values():
-            publisher.create_topic(name=topic)
-        subscriptions = {
-            name: subscriber.subscription_path(PROJECT, name)
-            for name in ("events-pipeline", "dead-letters-check")}
-        subscriber.create_subscription(name=subscriptions["events-pipeline"],
-                                       topic=topics["events"])
-        subscriber.create_subscription(name=subscriptions["dead-letters-check"],
-                                       topic=topics["dead-letters"])
-        yield emu, publisher, subscriber, topics, subscriptions
-        subscriber.close()
 
 
 def start_pipeline(tmp_path, emulator, pubsub_host, subscription, dead_topic, *extra):
