@@ -14,7 +14,7 @@ import math
 import re
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from transforms.mailchimp.client import MailchimpClient
 from transforms.mailchimp.errors import DeliveryFailed, MailchimpError
