@@ -3,7 +3,8 @@
     python -m bench                       # the full run (about 6 minutes)
     python -m bench --quick               # smaller inputs (about 2 minutes)
     python -m bench --profile-dir prof    # and where the time goes
-    python -m bench --latency-ms 100 --only events,members
+    python -m bench --latency-ms 100 --only events,calls
+    python -m bench --members-latency-ms 200 --only members
 """
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import events, members, memory, report, streaming, transforms, workers
+from bench import calls, events, members, memory, report, streaming, transforms, workers
 from bench import profile as profiling
 from bench.common import Result, Settings
 
 BENCHMARKS = {"events": events.run, "workers": workers.run, "members": members.run,
-              "transforms": transforms.run, "memory": memory.run,
-              "streaming": streaming.run}
+              "calls": calls.run, "transforms": transforms.run,
+              "memory": memory.run, "streaming": streaming.run}
 QUICK = Settings(events=1200, sdk_calls=50, members=10_000,
+                 calls_records=10_000, calls_users=1_000,
                  transform_records=50_000, backfill_records=200_000,
                  stream_messages=1000, stream_members=20_000)
 
@@ -36,11 +38,16 @@ def _parse(argv: list[str]) -> tuple[Settings, list[str], argparse.Namespace]:
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    flags = {"latency_ms": "per-call latency the emulator adds (ms)",
+    flags = {"latency_ms": "per-call latency the emulator adds (ms), "
+                           "for every benchmark but members",
+             "members_latency_ms": "per-call latency of the members benchmark (ms)",
              "events": "events through the pipeline",
              "sdk_calls": "calls of each official-SDK baseline",
              "members": "members through the pipeline, new then existing",
              "batch_size": "--batch_size passed to the pipeline",
+             "calls_records": "records of the calls-per-backfill run",
+             "calls_users": "users of the calls-per-backfill run (its "
+                            "records come back to each in turn)",
              "transform_records": "records through the transform chain",
              "backfill_records": "records of the memory backfill (also run at 1/4)",
              "stream_messages": "events of new users pre-published for the "

@@ -19,10 +19,13 @@ BATCH_SUBSCRIBE_SIZE = 500  # members per batch-subscribe call
 class Settings:
     """The command line, as every benchmark sees it."""
     latency_ms: float = 50.0
+    members_latency_ms: float = 500.0  # the members benchmark's own L
     events: int = 6000
     sdk_calls: int = 200
     members: int = 50_000
     batch_size: int = 5000
+    calls_records: int = 50_000
+    calls_users: int = 5_000
     transform_records: int = 200_000
     backfill_records: int = 1_000_000
     stream_messages: int = 4000
@@ -33,6 +36,10 @@ class Settings:
     @property
     def latency_s(self) -> float:
         return self.latency_ms / 1000.0
+
+    @property
+    def members_latency_s(self) -> float:
+        return self.members_latency_ms / 1000.0
 
     @property
     def profile(self) -> Optional[Path]:

@@ -81,6 +81,22 @@ def backfill(n: int, users: int) -> Iterator[dict]:
         yield event
 
 
+def revisits(n: int, users: int) -> Iterator[dict]:
+    """An export's history of `users` people, each coming back n/users
+    times, interleaved as a file ordered by time is (record i is user
+    i x 7919 mod users, and time grows with i). Every visit changes the
+    user's FNAME and PLAN, so a member's right values are its last record's;
+    1 in 40 records is a purchase (users must be coprime with 7919)."""
+    for i in range(n):
+        user, visit = (i * 7919) % users, i // users
+        event = _event(i, user, "purchase" if i % 40 == 7 else
+                       BROWSING[i % len(BROWSING)])
+        event["user_properties"] = {
+            "email": email(user), "FNAME": f"User {user} visit {visit}",
+            "PLAN": PLANS[(user + visit) % len(PLANS)]}
+        yield event
+
+
 EVENT_PROPERTIES = ["event_properties.plan", "event_properties.amount"]
 
 

@@ -16,6 +16,8 @@ def _number(value: Optional[float]) -> str:
         return "—"
     if value != value:  # NaN
         return "n/a"
+    if isinstance(value, int):  # a count
+        return f"{value:,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 10:

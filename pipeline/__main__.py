@@ -16,12 +16,13 @@ with quiet_beam_imports():  # before anything imports Beam
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from pipeline import cli
+    from pipeline import check, cli
     from pipeline.config import ConfigError, load_config
     from pipeline.graph import build
     from pipeline.local_stream import LocalStream, subscription_of
     from pipeline.options import MailchimpStreamOptions
     from pipeline.preflight import PreflightError, check_mailchimp, check_pubsub
+    from pipeline.progress import show_progress
     from pipeline.report import format_summary
     from pipeline.summary import read_summary
     from transforms.mailchimp.credentials import Endpoint
@@ -29,6 +30,8 @@ with quiet_beam_imports():  # before anything imports Beam
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        return check.main(argv[1:])
     help_text = cli.help_for(argv)
     if help_text is not None:
         print(help_text, end="")
@@ -51,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mailchimp-stream: submitted to {runner}")
         return 0
     if ours.input_files:
-        build(beam.Pipeline(options=options), config, endpoint).run(
-        ).wait_until_finish()
+        with show_progress(quiet=ours.quiet):
+            build(beam.Pipeline(options=options), config, endpoint).run(
+            ).wait_until_finish()
     else:
         with subscription_of(ours) as subscription:
             _run_until_stopped(LocalStream(options, config, endpoint, subscription))

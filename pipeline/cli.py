@@ -157,8 +157,13 @@ def _check_flags_known(argv: list[str]) -> None:
     for cls in _option_classes():
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(argv)
-    if not unknown:
-        return
+    if unknown:
+        raise unknown_flags(unknown, parser, f"{prog()} --help")
+
+
+def unknown_flags(unknown: list[str], parser: argparse.ArgumentParser,
+                  help_command: str) -> UsageError:
+    """Each unknown flag, with the closest known one when there is one."""
     known = [o for a in parser._actions for o in a.option_strings]
     messages = []
     for arg in unknown:
@@ -170,7 +175,7 @@ def _check_flags_known(argv: list[str]) -> None:
         close = difflib.get_close_matches(flag, known, n=1)
         messages.append(f"unknown flag {flag}"
                         + (f": did you mean {close[0]}?" if close else ""))
-    raise UsageError("; ".join(messages) + f" (all flags: {prog()} --help)")
+    return UsageError("; ".join(messages) + f" (all flags: {help_command})")
 
 
 def _check_source(options: MailchimpStreamOptions) -> None:
@@ -203,9 +208,18 @@ def _check_output_dir(output_dir: str) -> None:
                          f"writable")
 
 
+def _switches_with_values(argv: list[str]) -> list[str]:
+    """A bare `--dry_run` as `--dry_run=true`, and `--dry_run=false` left
+    out: Beam's own TestOptions declares the flag with a value, parses the
+    command line again on its own (its validator), where a bare switch is
+    an error, and takes any value, "false" too, as true."""
+    return ["--dry_run=true" if a == "--dry_run" else a for a in argv
+            if a.lower() != "--dry_run=false"]
+
+
 def pipeline_options(argv: list[str]) -> PipelineOptions:
     """Beam's options for these flags, with our runner defaults."""
-    options = PipelineOptions(argv)
+    options = PipelineOptions(_switches_with_values(argv))
     standard = options.view_as(StandardOptions)
     if not options.view_as(MailchimpStreamOptions).input_files:
         standard.streaming = True
@@ -226,6 +240,10 @@ def parse(argv: list[str]) -> PipelineOptions:
         raise UsageError("--sync_config is required")
     _check_source(ours)
     _check_output_dir(ours.output_dir)
+    if ours.dry_run and not is_local_runner(options.view_as(StandardOptions).runner):
+        raise UsageError("--dry_run runs on a local runner only: a remote "
+                         "runner reads it as Beam's own --dry_run and submits "
+                         "nothing")
     if (not ours.input_files and is_local_runner(options.view_as(StandardOptions).runner)
             and FileSystems.get_scheme(ours.output_dir) is not None):
         raise UsageError(f"--output_dir {ours.output_dir}: a local streaming "

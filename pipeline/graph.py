@@ -27,7 +27,7 @@ def sink_settings(options: MailchimpStreamOptions, remote: bool) -> SinkSettings
         timeout_s=options.request_timeout_secs,
         retry=RetryPolicy(attempts=options.max_retries + 1),
         merge_fields_refresh_s=options.merge_fields_refresh_secs,
-        one_at_a_time=remote)
+        one_at_a_time=remote, dry_run=options.dry_run)
 
 
 def build(pipeline: beam.Pipeline, config: SyncConfig, endpoint: Endpoint,
@@ -71,7 +71,9 @@ def build(pipeline: beam.Pipeline, config: SyncConfig, endpoint: Endpoint,
                 sync,
                 BatchPerAudience(
                     options.batch_size,
-                    shards=options.shards_per_audience if streaming else 1,
+                    # A lane of the sink per shard (transforms.sink).
+                    shards=(options.shards_per_audience if streaming
+                            else options.max_connections),
                     max_buffering_secs=options.max_buffering_secs,
                     streaming=streaming),
                 WriteToMailchimp(endpoint, settings, job))

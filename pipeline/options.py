@@ -6,6 +6,7 @@ two in step).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from typing import Optional
@@ -98,6 +99,38 @@ class MailchimpStreamOptions(PipelineOptions):
         parser.add_argument(
             "--merge_fields_refresh_secs", type=float, default=300.0, metavar="S",
             help="How long an audience's merge-field list is cached.")
+        _add_switch(
+            parser, "--dry_run",
+            help="Nothing is written to Mailchimp: the requests it would send "
+                 "go to dry_run*.jsonl in --output_dir; merge fields are "
+                 "still read.")
+        _add_switch(
+            parser, "--quiet",
+            help="Local batch runs: no progress line on stderr (the final "
+                 "summary is still printed).")
+
+
+def _true_or_false(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"give true or false, not {text!r}")
+    return value == "true"
+
+
+def _add_switch(parser, flag: str, help: str) -> None:
+    """A switch: `--flag`, or `--flag=true|false` as a Flex Template
+    launcher passes it (`--PARAM=VALUE`).
+
+    Beam's own TestOptions declares `--dry_run` (taking a value; its
+    DataflowRunner then submits nothing). Where every options class shares
+    one parser (Beam's get_all_options, cli's flag check), ours replaces it,
+    so the flag parses one way; registering both would be an argparse
+    conflict (argparse has no public way to drop an option)."""
+    beams = parser._option_string_actions.get(flag)
+    if beams is not None:
+        parser._handle_conflict_resolve(None, [(flag, beams)])
+    parser.add_argument(flag, nargs="?", const=True, default=False,
+                        type=_true_or_false, metavar="true|false", help=help)
 
 
 @dataclasses.dataclass(frozen=True)

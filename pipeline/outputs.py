@@ -23,14 +23,17 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import (FixedWindows, GlobalWindows,
                                            TimestampedValue)
 
+from pipeline.progress import OutcomeTally
 from pipeline.summary import WriteSummary
-from transforms.records import NAMESPACE, DeadLetter, Skipped, UnknownMergeFields
+from transforms.records import (NAMESPACE, DeadLetter, Skipped, SkippedValue,
+                                UnknownMergeFields, WouldSend)
 
 # Which outcome goes to which file is each outcome type's `file()`.
 SKIPPED_FILE = Skipped.FILE
 UNKNOWN_MERGE_FIELDS_FILE = UnknownMergeFields.FILE
 DEAD_LETTER_FILE = DeadLetter.FILE
-FILES = (SKIPPED_FILE, UNKNOWN_MERGE_FIELDS_FILE, DEAD_LETTER_FILE)
+FILES = (SKIPPED_FILE, UNKNOWN_MERGE_FIELDS_FILE, DEAD_LETTER_FILE,
+         SkippedValue.FILE, WouldSend.FILE)
 LINES = "lines"
 
 
@@ -38,10 +41,12 @@ class _CountAndSortFn(beam.DoFn):
     """Counts outcomes: Beam metrics for a runner's monitoring (a Dataflow
     job shows them live), and per-bundle counts for summary.json (main
     output; the local streaming runner keeps only its first bundle's
-    metrics). Outcomes that go to a file leave as (file, JSON line)."""
+    metrics). Outcomes that go to a file leave as (file, JSON line). On a
+    local batch run the counts also feed the progress line (pipeline.progress)."""
 
     def setup(self):
         self._metrics: dict[tuple, list] = {}  # per outcome count, its counters
+        self._progress = OutcomeTally()
 
     def start_bundle(self):
         self._counts: Counter = Counter()
@@ -54,15 +59,17 @@ class _CountAndSortFn(beam.DoFn):
 
     def process(self, outcome):
         counts = outcome.counts()
-        self._counts.update(counts)
-        for count in counts:
-            for counter in self._counters(*count):
-                counter.inc()
+        for sync, name, n in counts:
+            self._counts[sync, name] += n
+            for counter in self._counters(sync, name):
+                counter.inc(n)
+        self._progress.add(counts)
         file = outcome.file()
         if file:
             yield beam.pvalue.TaggedOutput(LINES, (file, outcome.to_json()))
 
     def finish_bundle(self):
+        self._progress.flush()
         if self._counts:
             yield GlobalWindows.windowed_value(self._counts)
 

@@ -27,14 +27,36 @@ class PreflightError(RuntimeError):
     pass
 
 
-def check_mailchimp(endpoint: Endpoint, config: SyncConfig) -> None:
+def mailchimp_client(endpoint: Endpoint) -> MailchimpClient:
+    """A client for a quick look before the run (short timeouts, one
+    retry), or PreflightError when the credentials cannot be read or their
+    data centre found."""
     try:
         credentials = endpoint.credentials()
         root = endpoint.root(credentials)
     except ValueError as e:
         raise PreflightError(str(e)) from None
-    client = MailchimpClient(root, credentials, timeout=(5.0, 30.0),
-                             retry=RetryPolicy(attempts=2, backoff_s=0.5))
+    return MailchimpClient(root, credentials, timeout=(5.0, 30.0),
+                           retry=RetryPolicy(attempts=2, backoff_s=0.5))
+
+
+def account_problem(error: MailchimpError | DeliveryFailed, root: str) -> str:
+    """What to fix when a call fails for the whole account: credentials
+    refused, Mailchimp unreachable, or an answer we did not expect."""
+    if isinstance(error, DeliveryFailed):
+        return f"cannot reach Mailchimp at {root}: {error}"
+    if error.status in (401, 403):
+        return (f"Mailchimp refused the credentials ({error.status} "
+                f"{error.title}): check MAILCHIMP_API_KEY / MAILCHIMP_OAUTH_TOKEN")
+    return f"Mailchimp answered {error}"
+
+
+def no_such_audience(audience_id: str) -> str:
+    return f"audience_id {audience_id!r} does not exist in this Mailchimp account"
+
+
+def check_mailchimp(endpoint: Endpoint, config: SyncConfig) -> None:
+    client = mailchimp_client(endpoint)
     try:
         client.ping()
         for sync in config.enabled:
@@ -42,18 +64,11 @@ def check_mailchimp(endpoint: Endpoint, config: SyncConfig) -> None:
                 client.merge_fields(sync.audience_id)
             except MailchimpError as e:
                 if e.status == 404:
-                    raise PreflightError(
-                        f"sync {sync.name!r}: audience_id {sync.audience_id!r} "
-                        f"does not exist in this Mailchimp account") from None
+                    raise PreflightError(f"sync {sync.name!r}: "
+                                         + no_such_audience(sync.audience_id)) from None
                 raise
-    except MailchimpError as e:
-        if e.status in (401, 403):
-            raise PreflightError(
-                f"Mailchimp refused the credentials ({e.status} {e.title}): "
-                f"check MAILCHIMP_API_KEY / MAILCHIMP_OAUTH_TOKEN") from None
-        raise PreflightError(f"Mailchimp answered {e}") from None
-    except DeliveryFailed as e:
-        raise PreflightError(f"cannot reach Mailchimp at {root}: {e}") from None
+    except (MailchimpError, DeliveryFailed) as e:
+        raise PreflightError(account_problem(e, client.api_root)) from None
     finally:
         client.close()
 

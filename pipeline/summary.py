@@ -37,8 +37,10 @@ def _figures(counts: Counter) -> dict:
     return {
         "events": _section(counts, "events", "delivered"),
         "members": _section(counts, "members", "upserted"),
+        "cohorts": _section(counts, "cohorts", "delivered"),
         "unknown_merge_fields": _by_key(counts, "unknown_merge_fields"),
         "invalid_merge_fields": _by_key(counts, "invalid_merge_fields"),
+        "skipped_values": _by_key(counts, "skipped_values"),
         "dead_letter": counts.get("dead_letter", 0),
         "dead_letter_by_reason": _by_key(counts, "dead_letter"),
     }

@@ -70,3 +70,19 @@ def read_outputs(output_dir: Path, name: str) -> list[dict]:
     for path in sorted(output_dir.glob(f"{name}*.jsonl")):
         lines += [json.loads(l) for l in path.read_text().splitlines() if l]
     return lines
+
+
+def run_sync(emulator, tmp_path: Path, monkeypatch, syncs: list[dict],
+             records: list) -> tuple[dict, Path]:
+    """`python -m pipeline` (in process) on `records` with these syncs,
+    against the emulator: (summary.json, the output folder)."""
+    from pipeline.__main__ import main
+    monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
+    config = tmp_path / "sync.json"
+    config.write_text(json.dumps({"syncs": syncs}))
+    out = tmp_path / "out"
+    assert main(["--sync_config", str(config),
+                 "--input_files", str(write_jsonl(tmp_path / "in.jsonl", records)),
+                 "--output_dir", str(out), "--mailchimp_base_url", emulator.base_url,
+                 "--quiet"]) == 0
+    return json.loads((out / "summary.json").read_text()), out

@@ -83,7 +83,7 @@ def test_help_lists_every_flag_with_its_help_and_default_and_no_import_noise():
     for dest, action in _our_flags().items():
         assert _squeeze(f"--{dest}") in text
         assert _squeeze(action.help) in text, dest
-        if action.default is not None:
+        if action.default not in (None, False):  # a switch shows no default
             assert _squeeze(f"{action.help} (default: {action.default})") in text, dest
     # Where Beam's own options are.
     assert "--help_beam" in done.stdout
@@ -149,6 +149,29 @@ def test_a_stray_argument_stops_the_run(capsys, files):
     status, err = run_main(capsys, "--sync_config", str(config),
                            "--input_files", str(records), "extra")
     assert status == 2 and "unexpected argument 'extra'" in err
+
+
+def test_dry_run_is_refused_on_a_remote_runner(capsys, files):
+    """Beam's DataflowRunner reads --dry_run as its own: it would submit
+    nothing, not run a dry run."""
+    config, records = files
+    status, err = run_main(capsys, "--sync_config", str(config), "--input_files",
+                           str(records), "--runner=DataflowRunner", "--dry_run")
+    assert status == 2 and "--dry_run runs on a local runner only" in err
+
+
+@pytest.mark.parametrize("flags, dry", [
+    (["--dry_run"], True), (["--dry_run=true"], True), (["--dry_run=false"], False),
+    ([], False)])
+def test_dry_run_parses_for_us_and_for_beam(files, flags, dry):
+    from apache_beam.options.pipeline_options import TestOptions
+    from pipeline import cli
+    from pipeline.options import MailchimpStreamOptions
+    config, records = files
+    options = cli.parse(["--sync_config", str(config), "--input_files", str(records),
+                         *flags])
+    assert options.view_as(MailchimpStreamOptions).dry_run is dry
+    assert bool(options.view_as(TestOptions).dry_run) is dry
 
 
 BEAM_FLAGS = [

@@ -109,7 +109,8 @@ def test_throttling_and_retries_are_tallied_then_drained():
                 client.merge_fields(AUDIENCE)
     # Two requests throttled, three retries each, 7 s before each retry.
     assert client.stats.drain() == {"throttled_requests": 2, "retries_429": 6,
-                                    "cumulativeThrottlingSeconds": 42}
+                                    "cumulativeThrottlingSeconds": 42,
+                                    "requests_sent": 8}
     assert client.stats.drain() == {}
 
 
@@ -122,7 +123,8 @@ def test_retries_are_tallied_by_cause_and_only_429s_are_throttling():
         client.upsert_member(AUDIENCE, "new@example.com",
                              {"email_address": "new@example.com", "status_if_new": "subscribed"})
     assert client.stats.drain() == {"retries_503": 1, "retries_502": 1,
-                                    "retries_connection": 1, "retries_bad_answer": 1}
+                                    "retries_connection": 1, "retries_bad_answer": 1,
+                                    "requests_sent": 5}
 
 
 def test_timeouts_are_tallied_as_such():
@@ -132,7 +134,7 @@ def test_timeouts_are_tallied_as_such():
                                  retry=RetryPolicy(attempts=2), sleep=lambda _: None)
         with pytest.raises(DeliveryFailed, match="last: ReadTimeout"):
             client.upsert_member(AUDIENCE, "h", {})
-    assert client.stats.drain() == {"retries_timeout": 1}
+    assert client.stats.drain() == {"retries_timeout": 1, "requests_sent": 2}
 
 
 def test_throttling_seconds_keep_their_fractions_across_drains():
@@ -171,7 +173,7 @@ def test_the_runner_sees_throttling_as_beam_counters():
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace(NAMESPACE))["counters"]}
     assert counters == {"throttled_requests": 2, "retries_429": 6,
-                        "cumulativeThrottlingSeconds": 12}
+                        "cumulativeThrottlingSeconds": 12, "requests_sent": 8}
 
 
 @pytest.mark.parametrize("header, seconds", [("7", 7.0), ("nan", None), ("inf", None),

@@ -108,8 +108,9 @@ def test_the_remote_graph_delivers_everything_within_max_connections(tmp_path,
               Endpoint(emu.base_url))
         labels = {t.unique_name for t in pipeline.to_runner_api().components
                   .transforms.values()}
-        assert "Send every sync/Batch per slot/Group into batches" in labels
-        assert _sink_outputs_read_only_by_reshuffles(pipeline)
+        assert "Send every sync/Batch per slot, events/Group into batches" in labels
+        assert _sink_outputs_read_only_by_reshuffles(pipeline, "Send members")
+        assert _sink_outputs_read_only_by_reshuffles(pipeline, "Send events")
         pipeline.run().wait_until_finish()
         stats = emu.stats
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -121,12 +122,12 @@ def test_the_remote_graph_delivers_everything_within_max_connections(tmp_path,
     assert stats["requests"][EVENTS_ROUTE] == 2 * users * events_per_user
 
 
-def _sink_outputs_read_only_by_reshuffles(pipeline) -> bool:
+def _sink_outputs_read_only_by_reshuffles(pipeline, sink: str) -> bool:
     """A fusion break after the sink: nothing downstream is fused with it,
     so a failure there never makes the runner send the requests again."""
     transforms = pipeline.to_runner_api().components.transforms
     sink = next(t for t in transforms.values()
-                if t.unique_name == "Send every sync/Write to Mailchimp")
+                if t.unique_name == f"Send every sync/{sink}")
     outputs = set(sink.outputs.values())
     readers = {t.unique_name: set(t.inputs.values()) & outputs
                for t in transforms.values()
@@ -137,20 +138,31 @@ def _sink_outputs_read_only_by_reshuffles(pipeline) -> bool:
         name.startswith("Send every sync/Settle ") for name in readers)
 
 
-def _peak_sending_one_batch(monkeypatch, settings: SinkSettings) -> int:
+def _peak_sending(monkeypatch, batching, settings: SinkSettings) -> int:
+    """Most requests in flight while the sink sends 40 users' events."""
     monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
     sync = _syncs()[1]  # ada@example.com is a member: events only
     with emulator(latency_ms=20) as emu:
         with beam_pipeline() as p:
             records = (p | beam.Create(lines(40, 1)) | ParseRecords()).records
-            (records | ApplySync(sync)).main | BatchPerSlot(1000, slots=1) \
+            (records | ApplySync(sync)).main | batching \
                 | WriteToMailchimp(Endpoint(emu.base_url), settings)
         assert emu.stats["requests"][EVENTS_ROUTE] == 40
         return emu.stats["max_in_flight"]
 
 
-def test_a_slots_batch_is_sent_one_request_at_a_time(monkeypatch):
-    """The remote sink is synchronous; the local one, given the same batch,
-    sends its members' events in parallel."""
-    assert _peak_sending_one_batch(monkeypatch, SinkSettings(one_at_a_time=True)) == 1
-    assert _peak_sending_one_batch(monkeypatch, SinkSettings()) > 1
+def test_a_batch_is_sent_one_request_at_a_time(monkeypatch):
+    """Remote and local sinks alike: a batch's requests go one after
+    another (a member's events in their order); parallelism is across
+    batches."""
+    one_batch = BatchPerSlot(1000, slots=1)
+    assert _peak_sending(monkeypatch, one_batch, SinkSettings(one_at_a_time=True)) == 1
+    assert _peak_sending(monkeypatch, one_batch, SinkSettings()) == 1
+
+
+def test_the_local_sink_sends_batches_of_every_lane_at_once(monkeypatch):
+    """No barrier between batches: a batch per slot, and the local sink
+    keeps a request of each in flight, never more than its connections."""
+    settings = SinkSettings(max_connections=4)
+    peak = _peak_sending(monkeypatch, BatchPerSlot(5, slots=8), settings)
+    assert 1 < peak <= 4

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -54,12 +53,11 @@ def deliver(*aimed: Aimed, batch: list) -> tuple[list, MailchimpEmulator]:
     # A stall longer than the read timeout: the body read times out mid-way.
     faults = Faults(aimed=aimed, timeout_stall_s=0.5)
     with MailchimpEmulator(seed=json.loads(json.dumps(SEED)), api_key=API_KEY,
-                           faults=faults) as emu, \
-            ThreadPoolExecutor(4) as pool:
+                           faults=faults) as emu:
         client = MailchimpClient(emu.base_url, Credentials("api_key", API_KEY),
                                  timeout=(2.0, 0.2), sleep=lambda _: None,
                                  retry=RetryPolicy(attempts=ATTEMPTS))
-        delivery = BatchDelivery(client, MergeFieldCatalog(client), pool.map)
+        delivery = BatchDelivery(client, MergeFieldCatalog(client))
         outcomes = delivery.deliver(batch)
         return outcomes, emu
 

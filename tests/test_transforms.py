@@ -93,6 +93,39 @@ def test_a_bare_identify_object_is_an_identify_call():
         payload)
 
 
+@pytest.mark.parametrize("value", [
+    "18446744073709551616123",  # beyond 64 bits: still an exact integer
+    "-9223372036854775809", "1e400", "-0.0", "0.30000000000000004",
+    '"\\ud800"',  # a lone surrogate: json.loads takes it
+    '"caf\\u00e9 \\u2028"', '{"nested": [1, 2.5, null, true]}',
+])
+def test_parsed_values_are_those_of_json_loads(value):
+    """The fast parser (pydantic's) and json.loads agree on every value,
+    including those the fast parser refuses and json.loads reads."""
+    [parsed] = parse_payload(
+        '{"event_type": "a", "event_properties": {"v": %s}}' % value)
+    expected = json.loads(value)
+    assert parsed.event_properties == {"v": expected}
+    assert type(parsed.event_properties["v"]) is type(expected)
+
+
+def test_text_with_a_lone_surrogate_parses_as_json_loads_reads_it():
+    """Text (a str given whole, not read from bytes) that UTF-8 cannot
+    encode: the fast parser cannot read it, json.loads can."""
+    [parsed] = parse_payload('{"event_type": "a", "user_id": "u\ud800"}')
+    assert parsed.user_id == "u\ud800"
+
+
+def test_top_level_fields_keep_the_other_insert_id_name():
+    """Only the insert_id name that was read is a field: with both names,
+    `$insert_id` stays one of the record's other fields."""
+    [both] = parse_payload(json.dumps({"event_type": "a", "insert_id": "i",
+                                       "$insert_id": "x", "platform": "iOS"}))
+    assert (both.insert_id, both.fields) == ("i", {"$insert_id": "x", "platform": "iOS"})
+    [export] = parse_payload(json.dumps({"event_type": "a", "$insert_id": "x"}))
+    assert (export.insert_id, export.fields) == ("x", {})
+
+
 @pytest.mark.parametrize("op, value, expected", [
     ("is_set", None, True), ("is_not_set", None, False),
     ("equals", "pro", True), ("equals", "free", False),

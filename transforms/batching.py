@@ -24,6 +24,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.delivery import BATCH_SUBSCRIBE_LIMIT
 from transforms.records import RecordRequests
 
 
@@ -57,12 +58,17 @@ class _BatchWithinBundleFn(beam.DoFn):
 
 
 class BatchPerAudience(beam.PTransform):
+    LABEL = "Batch per audience"
 
     def __init__(self, batch_size: int, shards: int = 1,
                  max_buffering_secs: float | None = None, streaming: bool = False):
         super().__init__()
         self._batch_size, self._shards = batch_size, shards
-        self._max_buffering_secs, self._streaming = max_buffering_secs, streaming
+        self._max_buffering_secs, self.streaming = max_buffering_secs, streaming
+
+    def for_members(self) -> "BatchPerAudience":
+        """A backfill's combined members: one batch-subscribe call a batch."""
+        return BatchPerAudience(BATCH_SUBSCRIBE_LIMIT)
 
     def expand(self, requests):
         shards = self._shards
@@ -70,7 +76,7 @@ class BatchPerAudience(beam.PTransform):
         keyed = requests | "Key by audience and shard" >> beam.Map(
             lambda r: ((r.audience_id, shard_of(r.subscriber_hash, shards)), r)
         ).with_output_types(tuple[tuple[str, int], Any])
-        if self._streaming:
+        if self.streaming:
             return keyed | "Group into batches" >> beam.GroupIntoBatches(
                 self._batch_size, self._max_buffering_secs)
         return keyed | "Batch within bundles" >> beam.ParDo(
@@ -79,13 +85,18 @@ class BatchPerAudience(beam.PTransform):
 
 class BatchPerSlot(beam.PTransform):
     """`slots` keys for the whole job: `--max_connections`."""
+    LABEL = "Batch per slot"
 
     def __init__(self, batch_size: int, slots: int,
                  max_buffering_secs: float | None = None, streaming: bool = False):
         super().__init__()
-        self._batch_size, self._slots = batch_size, slots
+        self._batch_size, self._slots, self.streaming = batch_size, slots, streaming
         # A processing-time flush only means something to a stream.
         self._max_buffering_secs = max_buffering_secs if streaming else None
+
+    def for_members(self) -> "BatchPerSlot":
+        """A backfill's combined members: one batch-subscribe call a batch."""
+        return BatchPerSlot(BATCH_SUBSCRIBE_LIMIT, self._slots)
 
     def expand(self, requests):
         slots = self._slots

@@ -11,22 +11,20 @@ sent again whole.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable, Iterator, TypeVar, Union
+from typing import Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from transforms.mailchimp.client import MailchimpClient
 from transforms.mailchimp.errors import DeliveryFailed, MailchimpError, skip_reason
 from transforms.mailchimp.merge_fields import MergeFieldCatalog, prepare
+from transforms.members import combine_all
 from transforms.records import (DeadLetter, Delivered, MemberEvent,
-                                MemberUpsert, Request, Skipped,
-                                UnknownMergeFields)
+                                MemberTags, MemberUpsert, Request, Skipped,
+                                UnknownMergeFields, several)
 
 BATCH_SUBSCRIBE_LIMIT = 500  # members per POST /lists/{id}, Mailchimp's cap
 Outcome = Union[Delivered, Skipped, DeadLetter, UnknownMergeFields]
-_Member = tuple[list[MemberUpsert], dict]  # the requests one body serves
+_Member = tuple[MemberUpsert, dict]  # one member's upserts combined, its body
 _T = TypeVar("_T")
-# How one step's calls run: a thread pool's `map` (in parallel), or the
-# builtin `map` (one request at a time).
-Mapper = Callable[..., Iterable[list[Outcome]]]
 
 
 def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
@@ -44,13 +42,15 @@ def _failed(requests: Iterable[Request], error: Exception) -> Iterator[Outcome]:
             yield Skipped.of(request, reason, refusal.explanation)
         else:
             dead = "mailchimp_rejected" if refusal is not None else "retries_exhausted"
-            yield DeadLetter(f"{kind}s", dead, str(error), request.payload,
-                             request.sync)
+            yield DeadLetter(f"{kind}s", dead, str(error),
+                             request.dead_letter_payload(), request.sync,
+                             several(request))
 
 
 def _delivered(requests: Iterable[Request]) -> Iterator[Outcome]:
     for request in requests:
-        yield Delivered(request.sync, request.kind, request.insert_id)
+        yield Delivered(request.sync, request.kind, request.insert_id,
+                        several(request))
 
 
 def _by(requests: Iterable[_T], key: Callable[[_T], str]) -> dict[str, list[_T]]:
@@ -75,12 +75,34 @@ def _taken(answer: dict) -> set[str]:
     return taken
 
 
-class BatchDelivery:
-    """Sends batches through `client`, each step's calls through `mapper`."""
+def _body(member: MemberUpsert, catalog) -> tuple[dict, Optional[UnknownMergeFields]]:
+    """A member's batch-subscribe body (its upserts combined:
+    transforms.members), and a report of the merge fields it cannot send."""
+    values, unknown, invalid = prepare(member.merge_fields, catalog)
+    report = None
+    if unknown or invalid:
+        upserts = {tag: member.stamp(tag)[1] for tag in (*unknown, *invalid)}
+        report = UnknownMergeFields(
+            member.sync, member.audience_id, member.email, tuple(unknown),
+            invalid, upserts if member.records > 1 else None)
+    body = {"email_address": member.email, "status_if_new": member.status_if_new}
+    if values:
+        body["merge_fields"] = values
+    return body, report
 
-    def __init__(self, client: MailchimpClient, catalog: MergeFieldCatalog,
-                 mapper: Mapper = map):
-        self._client, self._catalog, self._map = client, catalog, mapper
+
+def _tags_body(member: MemberUpsert) -> dict:
+    return {"tags": [{"name": name, "status": "active"}
+                     for name in sorted(member.tags)],
+            "is_syncing": member.is_syncing}
+
+
+class BatchDelivery:
+    """Sends batches through `client`, one request at a time: the sink runs
+    as many deliveries at once as it has connections (transforms.sink)."""
+
+    def __init__(self, client: MailchimpClient, catalog: MergeFieldCatalog):
+        self._client, self._catalog = client, catalog
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
@@ -100,53 +122,38 @@ class BatchDelivery:
 
     def _audience(self, list_id: str, requests: list[Request]) -> list[Outcome]:
         upserts = [r for r in requests if r.kind == "member"]
-        events = [r for r in requests if r.kind == "event"]
         # Members first and to completion: a new member's events need it.
         outcomes = list(self._members(list_id, upserts)) if upserts else []
-        # Members in parallel, each member's events in their order.
-        for result in self._map(
-                lambda member: [o for e in member for o in self._event(list_id, e)],
-                _by(events, lambda e: e.subscriber_hash).values()):
-            outcomes += result
+        for request in requests:  # each member's in their order
+            if request.kind == "event":
+                outcomes += self._event(list_id, request)
+            elif request.kind == "cohort":
+                outcomes += self._cohort(list_id, request)
         return outcomes
 
     def _members(self, list_id: str, upserts: list[MemberUpsert]) -> Iterator[Outcome]:
         try:
-            members, reports = self._bodies(list_id, upserts)
+            catalog = self._catalog.fields(list_id)
         except Exception as e:
             yield from _failed(upserts, e)
             return
-        yield from reports
-        chunks = [members[i:i + BATCH_SUBSCRIBE_LIMIT]
-                  for i in range(0, len(members), BATCH_SUBSCRIBE_LIMIT)]
-        for result in self._map(
-                lambda chunk: list(self._subscribe(list_id, chunk)), chunks):
-            yield from result
-
-    def _bodies(self, list_id: str, upserts: list[MemberUpsert]
-                ) -> tuple[list[_Member], list[UnknownMergeFields]]:
-        """One body per member (later values win), and the merge fields
-        that could not be sent."""
-        catalog = self._catalog.fields(list_id)
         members: list[_Member] = []
-        reports: list[UnknownMergeFields] = []
         for group in _by(upserts, lambda u: u.subscriber_hash).values():
-            sendable: dict = {}
-            for upsert in group:
-                # Reported per upsert, so the reports do not depend on how
-                # records fall into batches (and so on the worker count).
-                values, unknown, invalid = prepare(upsert.merge_fields, catalog)
-                if unknown or invalid:
-                    reports.append(UnknownMergeFields(
-                        upsert.sync, list_id, upsert.email, tuple(unknown), invalid))
-                sendable.update(values)
-            first = group[0]
-            body = {"email_address": first.email,
-                    "status_if_new": first.status_if_new}
-            if sendable:
-                body["merge_fields"] = sendable
-            members.append((group, body))
-        return members, reports
+            member = combine_all(group)
+            try:  # one member's odd value costs that member only
+                body, report = _body(member, catalog)
+            except Exception as e:
+                yield from _failed([member], e)
+                continue
+            if report is not None:
+                yield report
+            if member.permissions:  # not in the batch-subscribe body
+                body["marketing_permissions"] = member.marketing_permissions()
+                yield from self._put(list_id, member, body)
+            else:
+                members.append((member, body))
+        for i in range(0, len(members), BATCH_SUBSCRIBE_LIMIT):
+            yield from self._subscribe(list_id, members[i:i + BATCH_SUBSCRIBE_LIMIT])
 
     def _subscribe(self, list_id: str, chunk: list[_Member]) -> Iterator[Outcome]:
         """Batch subscribe; a member the batch refused is sent again alone
@@ -158,23 +165,47 @@ class BatchDelivery:
             answer = self._client.batch_subscribe(list_id, [b for _, b in chunk])
             done = _taken(answer)
         except Exception as e:
-            yield from _failed([r for group, _ in chunk for r in group], e)
+            yield from _failed([member for member, _ in chunk], e)
             return
-        for group, body in chunk:
+        for member, body in chunk:
             if body["email_address"].lower() in done:
-                yield from _delivered(group)
+                yield from self._tag(list_id, member)
             else:
-                yield from self._put(list_id, group, body)
+                yield from self._put(list_id, member, body)
 
-    def _put(self, list_id: str, group: list[MemberUpsert], body: dict) -> Iterator[Outcome]:
+    def _put(self, list_id: str, member: MemberUpsert, body: dict) -> Iterator[Outcome]:
         if self._cancelled.is_set():
             return
         try:
-            self._client.upsert_member(list_id, group[0].subscriber_hash, body)
+            self._client.upsert_member(list_id, member.subscriber_hash, body)
         except Exception as e:
-            yield from _failed(group, e)
+            yield from _failed([member], e)
             return
-        yield from _delivered(group)
+        yield from self._tag(list_id, member)
+
+    def _tag(self, list_id: str, member: MemberUpsert) -> Iterator[Outcome]:
+        """An upserted member's tags made active: its delivery ends here
+        (the PUT body has no tags)."""
+        if member.tags:
+            if self._cancelled.is_set():
+                return
+            try:
+                self._client.post_tags(list_id, member.subscriber_hash,
+                                       _tags_body(member))
+            except Exception as e:
+                yield from _failed([member], e)
+                return
+        yield from _delivered([member])
+
+    def _cohort(self, list_id: str, tags: MemberTags) -> Iterator[Outcome]:
+        if self._cancelled.is_set():
+            return
+        try:
+            self._client.post_tags(list_id, tags.subscriber_hash, tags.body())
+        except Exception as e:
+            yield from _failed([tags], e)
+            return
+        yield from _delivered([tags])
 
     def _event(self, list_id: str, event: MemberEvent) -> Iterator[Outcome]:
         if self._cancelled.is_set():

@@ -8,7 +8,7 @@ counted, never written.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator
+from typing import Any
 
 from transforms.records import NOT_SELECTED, Action, Record, Skipped
 from transforms.routing import RouteSkips
@@ -61,18 +61,35 @@ def holds(condition: Filter, record: Record) -> bool:
     return number > expected if op == "greater_than" else number < expected
 
 
-def plan(sync: Sync, record: Record) -> Iterator[Action | Skipped]:
+def _cohort_plan(sync: Sync, record: Record) -> list[Action | Skipped]:
+    """A cohort message: one action per user for a sync that takes the
+    cohort; for any other sync, the message is not selected."""
+    cohort = record.cohort
+    if not (sync.send_cohorts.enabled
+            and sync.send_cohorts.selects(cohort.name, cohort.cohort_id)):
+        return [Skipped(sync.name, "cohort", NOT_SELECTED,
+                        event_type=record.event_type, insert_id=record.insert_id)]
+    return [Action(sync.name, sync.audience_id, "cohort", user)
+            for user in cohort.users]
+
+
+def plan(sync: Sync, record: Record) -> list[Action | Skipped]:
     """The member action and/or event action of one sync for one record."""
+    if record.cohort is not None:
+        return _cohort_plan(sync, record)
+    planned: list[Action | Skipped] = []
     if sync.send_users.enabled:
-        yield Action(sync.name, sync.audience_id, "member", record)
+        planned.append(Action(sync.name, sync.audience_id, "member", record))
     if sync.send_events.enabled:
-        event = Action(sync.name, sync.audience_id, "event", record)
         rules = sync.send_events
         if (not record.is_identify and rules.selects(record.event_type)
                 and all(holds(f, record) for f in rules.filters)):
-            yield event
-        else:
-            yield Skipped.of(event, NOT_SELECTED)
+            planned.append(Action(sync.name, sync.audience_id, "event", record))
+        else:  # most records of most syncs: no Action made just to skip it
+            planned.append(Skipped(sync.name, "event", NOT_SELECTED,
+                                   event_type=record.event_type,
+                                   insert_id=record.insert_id))
+    return planned
 
 
 class PlanActions(RouteSkips):

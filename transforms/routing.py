@@ -38,11 +38,17 @@ class _Chain:
         self._steps = steps
 
     def __call__(self, element) -> list[Any]:
-        # Lists, not nested generators: this runs once per record per sync.
+        # Plain loops over lists, not nested generators: this runs once per
+        # record per sync.
         results = [element]
         for step in self._steps:
-            results = [out for result in results
-                       for out in ((result,) if result.TAG else step(result))]
+            stepped = []
+            for result in results:
+                if result.TAG:
+                    stepped.append(result)
+                else:
+                    stepped.extend(step(result))
+            results = stepped
         return results
 
 

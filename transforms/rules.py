@@ -1,6 +1,13 @@
 """ApplySync: one sync's rules, in the order the design card gives them;
 SendSync: those rules, then batching and the Mailchimp sink, per sync;
-SendSyncsTogether: every sync's rules, then one batching and one sink."""
+SendSyncsTogether: every sync's rules, then one batching and one sink.
+
+Sending depends on the input. A stream sends its batches as they come, a
+record's upsert before its event (RecordRequests). A bounded input (a
+backfill, a local streaming job's run) combines each member's upserts over
+the whole input and sends every member once, with its final values; then
+the events, which wait for every member's outcome (a side input), so a new
+member's events never come first."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
@@ -9,9 +16,10 @@ import apache_beam as beam
 
 from transforms.batching import BatchPerAudience, BatchPerSlot
 from transforms.identity import DropAnonymous, MapEmail
+from transforms.members import CombineMemberUpserts
 from transforms.plan import PlanActions
 from transforms.project import ProjectProperties
-from transforms.records import Record, RecordRequests
+from transforms.records import MemberUpsert, Record, RecordRequests, Request
 from transforms.routing import RouteSkips
 from transforms.sink import WriteToMailchimp
 from transforms.sync import Sync
@@ -58,7 +66,72 @@ def _outcomes(written, prefix: str = "") -> dict:
     return {f"{prefix}delivered": written.delivered,
             f"{prefix}skipped": written.skipped,
             f"{prefix}merge field reports": written.unknown_merge_fields,
-            f"{prefix}dead letters": written.dead_letter}
+            f"{prefix}dead letters": written.dead_letter,
+            f"{prefix}dry runs": written.dry_run}
+
+
+_EVENTS = "events"
+
+
+class _SplitFn(beam.DoFn):
+    """RecordRequests -> its upserts (main) and what needs the member to
+    exist first, events and cohort tags (`events`)."""
+
+    def process(self, packed: RecordRequests):
+        for request in packed.requests:
+            if isinstance(request, MemberUpsert):
+                yield request
+            else:
+                yield beam.pvalue.TaggedOutput(_EVENTS, request)
+
+
+def _packed(request) -> RecordRequests:
+    return RecordRequests((request,))
+
+
+def _after_members(request: Request, _members_sent: int) -> Request:
+    return request
+
+
+def _settled(written, prefix: str, settle: bool) -> dict:
+    """A sink's outcome collections by label; with `settle`, each behind a
+    fusion break: a failure downstream (counting, files, the dead-letter
+    topic) retries those steps from the shuffled outcomes, never the sink's
+    requests. Remote runners only: FnApiRunner does not retry, and would
+    hold every outcome in memory."""
+    outcomes = _outcomes(written, prefix)
+    if not settle:
+        return outcomes
+    return {label: pcoll | f"Settle {label}" >> beam.Reshuffle()
+            for label, pcoll in outcomes.items()}
+
+
+def _send(requests, batching: BatchPerAudience | BatchPerSlot,
+          sink: WriteToMailchimp, prefix: str = "", settle: bool = False) -> dict:
+    """RecordRequests -> outcome collections by label (see the module
+    docstring). A function, not a PTransform, so that a stream's steps keep
+    the labels they had in the caller ("Batch per ...", "Write to
+    Mailchimp"): Dataflow's --update matches steps by label."""
+    if batching.streaming:
+        return _settled(requests | batching.LABEL >> batching
+                        | "Write to Mailchimp" >> sink, prefix, settle)
+    split = requests | "Upserts apart from events" >> beam.ParDo(
+        _SplitFn()).with_outputs(_EVENTS, main="upserts")
+    members = _settled(
+        split.upserts
+        | "Combine each member's upserts" >> CombineMemberUpserts()
+        | "Pack members" >> beam.Map(_packed)
+        | f"{batching.LABEL}, members" >> batching.for_members()
+        | "Send members" >> sink.for_members(), f"{prefix}members ", settle)
+    members_sent = beam.pvalue.AsSingleton(
+        members[f"{prefix}members delivered"]
+        | "Count members sent" >> beam.combiners.Count.Globally())
+    events = (split[_EVENTS]
+              | "Wait for every member" >> beam.Map(_after_members, members_sent)
+              | "Pack events" >> beam.Map(_packed)
+              | f"{batching.LABEL}, events" >> batching
+              | "Send events" >> sink)
+    return {**members, **_settled(events, f"{prefix}events ", settle)}
 
 
 class SendSync(beam.PTransform):
@@ -74,10 +147,8 @@ class SendSync(beam.PTransform):
 
     def expand(self, records):
         rules = records | "Apply rules" >> ApplySync(self._sync)
-        written = (rules.main
-                   | "Batch per audience" >> self._batching
-                   | "Write to Mailchimp" >> self._sink)
-        return {"rule skips": rules.skipped, **_outcomes(written)}
+        return {"rule skips": rules.skipped,
+                **_send(rules.main, self._batching, self._sink)}
 
 
 class SendSyncsTogether(beam.PTransform):
@@ -98,13 +169,6 @@ class SendSyncsTogether(beam.PTransform):
             rules = records | f"Sync {sync.name}" >> ApplySync(sync)
             outcomes[f"{sync.name} rule skips"] = rules.skipped
             requests.append(rules.main)
-        written = (requests | "Every sync's requests" >> beam.Flatten()
-                   | "Batch per slot" >> self._batching
-                   | "Write to Mailchimp" >> self._sink)
-        # A fusion break after the sink: a failure downstream (counting,
-        # files, the dead-letter topic) retries those steps from the
-        # shuffled outcomes, never the sink's requests. Remote runners only:
-        # FnApiRunner does not retry, and would hold every outcome in memory.
-        settled = {label: pcoll | f"Settle {label}" >> beam.Reshuffle()
-                   for label, pcoll in _outcomes(written, "all syncs ").items()}
+        settled = _send(requests | "Every sync's requests" >> beam.Flatten(),
+                        self._batching, self._sink, "all syncs ", settle=True)
         return {**outcomes, **settled}

@@ -2,17 +2,21 @@
 
 Outputs: `delivered` (main), `skipped`, `unknown_merge_fields`, `dead_letter`.
 
-Two ways to send, one bound: every request holds one of the account's
-`MachineSlots` (at most `max_connections` on this machine, whatever the
-processes and threads).
-- Local runners (every worker on this machine): a batch is sent with up to
-  `max_connections` requests in parallel, on a thread of its own, so the
-  bundle reads on while a batch is in flight.
-- Remote runners (`one_at_a_time`): batches come keyed into exactly
-  `max_connections` slots (transforms.batching.BatchPerSlot) and each is
-  sent on the bundle's thread, one request at a time: the runner processes
-  one key at a time, so the job holds at most `max_connections` requests in
-  flight across all its workers.
+A batch is sent one request at a time, on one of `max_connections` lanes,
+so as many requests are in flight as lanes have work: no batch waits for
+another to finish.
+- Local runners (every worker on this machine): the lanes are threads of
+  the sink. A batch goes to its key's lane, after that key's earlier
+  batches, so a user's later requests never overtake earlier ones; batches
+  whose order does not matter (`in_order=False`: a backfill's combined
+  members, each member once) go to the least busy lane. Every request
+  also holds one of the account's `MachineSlots`: at most
+  `max_connections` on this machine, whatever the processes and threads.
+- Remote runners (`one_at_a_time`): the lanes are the job's keys. Batches
+  come keyed into exactly `max_connections` slots
+  (transforms.batching.BatchPerSlot) and each is sent on the bundle's
+  thread: the runner processes one key at a time, so the job holds at most
+  `max_connections` requests in flight across all its workers.
 Nothing raises out of a delivery (see transforms.delivery), and when a
 bundle fails (teardown) no request not yet sent is sent.
 """
@@ -22,8 +26,9 @@ import dataclasses
 import hashlib
 import uuid
 from collections import deque
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -31,15 +36,16 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.delivery import BatchDelivery
 from transforms.mailchimp.client import MAX_CONNECTIONS, MailchimpClient, RetryPolicy
 from transforms.mailchimp.credentials import Credentials, Endpoint
+from transforms.mailchimp.dry_run import DryRunClient
 from transforms.mailchimp.merge_fields import MergeFieldCatalog
 from transforms.mailchimp.slots import MachineSlots
 from transforms.records import (DeadLetter, RecordRequests, Request, Skipped,
-                                UnknownMergeFields)
+                                UnknownMergeFields, WouldSend)
 from transforms.routing import tagged
 from transforms.throttling import report_throttling
 from transforms.worker_cache import worker_object
 
-_MAX_WAITING = 1  # batches queued behind the one being sent
+_MAX_WAITING = 1  # batches queued on a lane behind the one being sent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,8 @@ class SinkSettings:
     retry: RetryPolicy = RetryPolicy()
     merge_fields_refresh_s: float = 300.0
     one_at_a_time: bool = False  # remote runners: see the module docstring
+    in_order: bool = True  # a key's batches in order; False: any free lane
+    dry_run: bool = False  # nothing written: see transforms.mailchimp.dry_run
 
 
 def _account(root: str, credentials: Credentials) -> str:
@@ -61,11 +69,51 @@ def _requests(batch: Iterable[RecordRequests]) -> list[Request]:
     return [request for packed in batch for request in packed.requests]
 
 
+class _Lanes:
+    """`count` single-thread executors and what each has queued. A lane
+    runs its batches in the order they were submitted."""
+
+    def __init__(self, count: int):
+        self._executors = [ThreadPoolExecutor(1, thread_name_prefix=f"mailchimp-{i}")
+                           for i in range(count)]
+        self._queued: list[deque[Future]] = [deque() for _ in range(count)]
+
+    def lane_of(self, key) -> int:
+        """The lane of a key's shard: the last part of BatchPerAudience's
+        (audience, shard), or BatchPerSlot's slot (transforms.batching)."""
+        shard = key[-1] if isinstance(key, tuple) else key
+        return shard % len(self._executors)
+
+    def least_busy(self) -> int:
+        return min(range(len(self._queued)), key=lambda i: len(self._queued[i]))
+
+    def full(self, lane: int) -> bool:
+        return len(self._queued[lane]) > _MAX_WAITING
+
+    def submit(self, lane: int, fn, *args) -> None:
+        self._queued[lane].append(self._executors[lane].submit(fn, *args))
+
+    def wait(self, lane: Optional[int] = None) -> None:
+        """Until `lane`'s oldest batch is done; without a lane, any lane's."""
+        oldest = [q[0] for q in (self._queued if lane is None else [self._queued[lane]]) if q]
+        futures.wait(oldest, return_when=futures.FIRST_COMPLETED)
+
+    def done(self, everything: bool = False) -> Iterator[list]:
+        """The outcomes of finished batches (of every batch, waiting)."""
+        for queued in self._queued:
+            while queued and (everything or queued[0].done()):
+                yield queued.popleft().result()
+
+    def shutdown(self) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
 class _WriteFn(beam.DoFn):
 
     def __init__(self, endpoint: Endpoint, settings: SinkSettings, job: str):
         self._endpoint, self._settings, self._job = endpoint, settings, job
-        self._client = self._delivery = self._pool = self._sender = None
+        self._client = self._delivery = self._lanes = None
 
     def _connect(self, credentials: Credentials) -> tuple[MailchimpClient, MergeFieldCatalog]:
         settings = self._settings
@@ -76,50 +124,52 @@ class _WriteFn(beam.DoFn):
         slots = worker_object(
             ("slots", account, settings.max_connections),
             lambda: MachineSlots(account, settings.max_connections))
-        client = MailchimpClient(root, credentials, slots,
-                                 timeout=(10.0, settings.timeout_s),
-                                 retry=settings.retry)
+        make = DryRunClient if settings.dry_run else MailchimpClient
+        client = make(root, credentials, slots, timeout=(10.0, settings.timeout_s),
+                      retry=settings.retry)
         return client, MergeFieldCatalog(client, settings.merge_fields_refresh_s)
 
     def setup(self):
         credentials = self._endpoint.credentials()
         client, catalog = worker_object(
-            ("mailchimp", self._job, credentials.fingerprint),
+            ("mailchimp", self._job, credentials.fingerprint, self._settings.dry_run),
             lambda: self._connect(credentials))
         self._client = client
-        if self._settings.one_at_a_time:
-            self._delivery = BatchDelivery(client, catalog)
-            return
-        self._pool = ThreadPoolExecutor(
-            self._settings.max_connections, thread_name_prefix="mailchimp")
-        self._delivery = BatchDelivery(client, catalog, self._pool.map)
-        # Batches are sent one after another, in order (so a user's requests
-        # keep their order across batches), but on a thread of their own.
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix="batches")
-
-    def start_bundle(self):
-        self._in_flight: deque[Future] = deque()
+        self._delivery = BatchDelivery(client, catalog)
+        if not self._settings.one_at_a_time:
+            self._lanes = _Lanes(self._settings.max_connections)
 
     def process(self, keyed_batch):
-        _, batch = keyed_batch  # the key chose the batch; the requests say where
-        if self._sender is None:
+        key, batch = keyed_batch  # the key chose the batch; the requests say where
+        if self._lanes is None:
             yield from map(tagged, self._delivery.deliver(_requests(batch)))
         else:
-            self._in_flight.append(self._sender.submit(
-                self._delivery.deliver, _requests(batch)))
-            # One batch sending, one waiting: memory stays bounded.
-            while self._in_flight and (self._in_flight[0].done()
-                                       or len(self._in_flight) > _MAX_WAITING + 1):
-                yield from map(tagged, self._in_flight.popleft().result())
-        # Counted here: the sender threads have no Beam metrics context.
-        report_throttling(self._client.stats.drain())
+            lanes, in_order = self._lanes, self._settings.in_order
+            lane = lanes.lane_of(key) if in_order else lanes.least_busy()
+            while lanes.full(lane):  # memory stays bounded: the bundle waits
+                lanes.wait(lane if in_order else None)
+                for outcomes in lanes.done():
+                    yield from map(tagged, outcomes)
+                lane = lane if in_order else lanes.least_busy()
+            lanes.submit(lane, self._delivery.deliver, _requests(batch))
+            for outcomes in lanes.done():
+                yield from map(tagged, outcomes)
+        yield from map(tagged, self._drained())
 
     def finish_bundle(self):
-        while self._in_flight:
-            for outcome in self._in_flight.popleft().result():
-                # No element here to take a window from: the global one.
-                yield tagged(outcome, GlobalWindows.windowed_value(outcome))
+        outcomes = [o for batch in (self._lanes.done(everything=True)
+                                    if self._lanes is not None else ()) for o in batch]
+        for outcome in outcomes + self._drained():
+            # No element here to take a window from: the global one.
+            yield tagged(outcome, GlobalWindows.windowed_value(outcome))
+
+    def _drained(self) -> list[WouldSend]:
+        """Counted here: the lanes' threads have no Beam metrics context.
+        A dry run's kept requests leave here too."""
         report_throttling(self._client.stats.drain())
+        if not isinstance(self._client, DryRunClient):
+            return []
+        return [WouldSend(**kept) for kept in self._client.drain()]
 
     def teardown(self):
         # After a finished bundle nothing is left to send. After a failed one
@@ -127,9 +177,8 @@ class _WriteFn(beam.DoFn):
         # the runner sends the bundle again.
         if self._delivery is not None:
             self._delivery.cancel()
-        for executor in (self._sender, self._pool):
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+        if self._lanes is not None:
+            self._lanes.shutdown()
         # The client stays: the next DoFn of this process reuses it.
 
 
@@ -144,8 +193,15 @@ class WriteToMailchimp(beam.PTransform):
         # per job: the runs of a local streaming job share it.
         self._job = job or uuid.uuid4().hex
 
+    def for_members(self) -> "WriteToMailchimp":
+        """The same sink for a backfill's combined members, whose batches
+        may go in any order: each member is in one of them."""
+        return WriteToMailchimp(
+            self._endpoint, dataclasses.replace(self._settings, in_order=False),
+            self._job)
+
     def expand(self, batches):
         return batches | beam.ParDo(
             _WriteFn(self._endpoint, self._settings, self._job)).with_outputs(
                 Skipped.TAG, UnknownMergeFields.TAG, DeadLetter.TAG,
-                main="delivered")
+                WouldSend.TAG, main="delivered")

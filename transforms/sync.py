@@ -6,9 +6,11 @@ bad config fails at start-up with a message that names the offending key.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field,
+                      StringConstraints, ValidationInfo, field_validator,
+                      model_validator)
 
 FilterOp = Literal[
     "is_set", "is_not_set", "equals", "not_equals", "in", "not_in", "contains",
@@ -28,6 +30,13 @@ TOP_LEVEL_FIELDS = frozenset({
 })
 _NESTED_PREFIXES = ("event_properties.", "user_properties.", "attributes.")
 _MERGE_TAG = re.compile(r"^[A-Z0-9_]{1,10}$")
+TAG_MAX_CHARS = 100  # Mailchimp's limit on a tag name
+# The types POST /lists/{id}/merge-fields accepts.
+MergeFieldType = Literal[
+    "text", "number", "address", "phone", "date", "url", "imageurl", "radio",
+    "dropdown", "birthday", "zip"]
+# A name that is not blank: a user property, a permission id, a cohort.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 def check_property_path(path: str) -> str:
@@ -106,22 +115,85 @@ class SendEvents(_Strict):
         return "*" in self.event_types or event_type in self.event_types
 
 
+def _check_merge_tag(tag: str) -> str:
+    if not _MERGE_TAG.match(tag):
+        raise ValueError(f"{tag!r} is not a Mailchimp merge tag (A-Z, 0-9, _; "
+                         f"at most 10 characters)")
+    return tag
+
+
+def _check_tag_name(name: str) -> str:
+    """A Mailchimp tag name, trimmed: 1 to TAG_MAX_CHARS characters."""
+    trimmed = name.strip()
+    if not trimmed:
+        raise ValueError("a tag name is empty")
+    if len(trimmed) > TAG_MAX_CHARS:
+        raise ValueError(f"tag {trimmed[:30] + '...'!r} is {len(trimmed)} "
+                         f"characters long; Mailchimp allows at most "
+                         f"{TAG_MAX_CHARS}")
+    return trimmed
+
+
+MergeTag = Annotated[str, AfterValidator(_check_merge_tag)]
+TagName = Annotated[str, AfterValidator(_check_tag_name)]
+
+
 class SendUsers(_Strict):
     enabled: bool = False
     # User property names, each sent as the merge field with the same tag.
-    properties: list[str] = Field(default_factory=list)
+    properties: list[MergeTag] = Field(default_factory=list)
+    # Made active on every member the sync upserts.
+    tags: list[TagName] = Field(default_factory=list)
+    # A user property holding a tag name or a list of names, made active.
+    tags_property: Optional[Name] = None
+    # GDPR marketing permission id -> the boolean user property that grants it.
+    marketing_permissions: dict[Name, Name] = Field(default_factory=dict)
+    # The type `check --create_merge_fields` gives a missing field (else text).
+    merge_field_types: dict[MergeTag, MergeFieldType] = Field(default_factory=dict)
 
     @field_validator("properties")
     @classmethod
-    def _are_merge_tags(cls, tags: list[str]) -> list[str]:
-        for tag in tags:
-            if not _MERGE_TAG.match(tag):
-                raise ValueError(
-                    f"{tag!r} is not a Mailchimp merge tag (A-Z, 0-9, _; "
-                    f"at most 10 characters)")
+    def _tags_once(cls, tags: list[str]) -> list[str]:
         if len(set(tags)) != len(tags):
             raise ValueError("a merge tag is listed twice")
         return tags
+
+    @field_validator("tags")
+    @classmethod
+    def _names_once(cls, names: list[str]) -> list[str]:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"tag(s) listed twice: {', '.join(twice)}")
+        return names
+
+    @field_validator("merge_field_types")
+    @classmethod
+    def _typed_fields_are_sent(cls, types: dict[str, str],
+                               info: ValidationInfo) -> dict[str, str]:
+        sent = info.data.get("properties")
+        if sent is None:  # properties failed validation: said already
+            return types
+        unsent = [tag for tag in types if tag not in sent]
+        if unsent:
+            # A type for a field the sync never sends is a slip.
+            raise ValueError(f"{', '.join(unsent)}: not in send_users.properties "
+                             f"(a type is for a merge field the sync sends)")
+        return types
+
+
+class SendCohorts(_Strict):
+    """Amplitude cohort messages: each user's member gets the tag named after
+    the cohort, active on entry and inactive on exit."""
+    enabled: bool = False
+    # Cohort names or ids; "*" selects every cohort.
+    cohorts: list[Name] = Field(default_factory=lambda: ["*"], min_length=1)
+    # True: a user not in the audience is created (with status_if_new).
+    create_members: bool = False
+
+    def selects(self, cohort_name: Optional[str],
+                cohort_id: Optional[str] = None) -> bool:
+        return "*" in self.cohorts or any(
+            c is not None and c in self.cohorts for c in (cohort_name, cohort_id))
 
 
 class Sync(_Strict):
@@ -133,12 +205,14 @@ class Sync(_Strict):
     email_property: str = Field(default="email", min_length=1)
     send_events: SendEvents = Field(default_factory=SendEvents)
     send_users: SendUsers = Field(default_factory=SendUsers)
+    send_cohorts: SendCohorts = Field(default_factory=SendCohorts)
 
     @model_validator(mode="after")
     def _sends_something(self) -> "Sync":
-        if self.enabled and not (self.send_events.enabled or self.send_users.enabled):
-            raise ValueError(
-                "enable send_events or send_users (or set enabled: false)")
+        if self.enabled and not (self.send_events.enabled or self.send_users.enabled
+                                 or self.send_cohorts.enabled):
+            raise ValueError("enable send_events, send_users or send_cohorts "
+                             "(or set enabled: false)")
         return self
 
 

@@ -8,15 +8,30 @@ The name is what Dataflow's autoscaler goes by: Beam's own IOs report
 `cumulativeThrottlingSeconds` each under a namespace of their own (`gcsio`,
 `BigQueryWriteFn`, ...). Seeing it, the autoscaler does not add workers that
 Mailchimp would only throttle too.
+
+Listeners (`listen`) get every report too: a local batch run's progress line
+counts the requests sent that way (pipeline/progress.py; transforms/ knows
+nothing of it).
 """
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from typing import Callable, Mapping
 
 from apache_beam.metrics import Metrics
 
 from transforms.records import NAMESPACE
+
+
+Listener = Callable[[Mapping[str, int]], None]
+_listeners: list[Listener] = []
+
+
+def listen(listener: Listener) -> None:
+    """Call `listener` with every report of this process (once, however
+    often it is registered)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,3 +45,5 @@ def report_throttling(counts: Mapping[str, int]) -> None:
     for name, n in counts.items():
         if n:
             _counter(name).inc(n)
+    for listener in _listeners:
+        listener(counts)

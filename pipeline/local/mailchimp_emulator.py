@@ -1,9 +1,11 @@
 """Local Mailchimp Marketing API v3 emulator for tests, benchmarks and the demo.
 
 Serves the part of the API mailchimp-stream uses (ping, lists, merge
-fields, members, batch subscribe, member events) under /3.0/ on 127.0.0.1,
-with Mailchimp's documented rules and errors, its limit of 10 simultaneous
-connections per key, and optional latency and injected faults::
+fields, members, batch subscribe, member events, member tags, marketing
+permissions) under /3.0/ on 127.0.0.1, and Mailchimp's OAuth metadata
+endpoint at /oauth2/metadata, with Mailchimp's documented rules and errors,
+its limit of 10 simultaneous connections per key, and optional latency and
+injected faults::
 
     with MailchimpEmulator(seed=SEED, api_key="key-us6", latency_ms=20,
                            faults=Faults(p429=0.05, retry_after=1)) as emu:
@@ -24,10 +26,13 @@ fixed rule: a "*" anywhere in the address, or a domain in
 serves gets a problem+json 405 with an Allow header.
 
 Command line: ``python -m pipeline.local.mailchimp_emulator --port 8080
-[--seed SEED.json] [--api-key KEY]`` (default: MAILCHIMP_API_KEY) prints
+[--seed SEED.json] [--api-key KEY] [--oauth-token TOKEN]`` (defaults:
+MAILCHIMP_API_KEY, MAILCHIMP_OAUTH_TOKEN; at least one) prints
 ``Mailchimp emulator listening on http://127.0.0.1:PORT/3.0/`` and serves
-until SIGTERM or SIGINT. Unauthenticated inspection endpoints:
-GET /_emulator/stats, GET /_emulator/state, POST /_emulator/reset_stats.
+until SIGTERM or SIGINT. With a token, GET /oauth2/metadata
+(``Authorization: OAuth TOKEN``) answers ``api_endpoint``
+``http://127.0.0.1:PORT`` and the API takes ``Authorization: Bearer
+TOKEN``. Unauthenticated inspection endpoints: GET /_emulator/stats, GET /_emulator/state, POST /_emulator/reset_stats.
 The implementation lives in :mod:`pipeline.local.mailchimp`.
 """
 import argparse
@@ -43,6 +48,7 @@ from pipeline.local.mailchimp.server import MailchimpEmulator
 __all__ = ["Aimed", "Faults", "MailchimpEmulator", "main"]
 
 API_KEY_ENV = "MAILCHIMP_API_KEY"
+OAUTH_TOKEN_ENV = "MAILCHIMP_OAUTH_TOKEN"
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +56,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
     parser.add_argument("--seed", help="JSON file with the audiences to start with")
     parser.add_argument("--api-key", help=f"the key to accept (default: ${API_KEY_ENV})")
+    parser.add_argument("--oauth-token",
+                        help=f"the OAuth access token to accept (default: ${OAUTH_TOKEN_ENV})")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="added to every /3.0 request")
     parser.add_argument("--max-connections", type=int, default=10,
@@ -99,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     a bad command line, seed or port."""
     args = _parse_args(argv)
     api_key = args.api_key or os.environ.get(API_KEY_ENV)
-    if not api_key:
-        print(f"mailchimp_emulator: no API key: pass --api-key or set {API_KEY_ENV}",
-              file=sys.stderr)
+    oauth_token = args.oauth_token or os.environ.get(OAUTH_TOKEN_ENV)
+    if not (api_key or oauth_token):
+        print(f"mailchimp_emulator: no credentials to accept: pass --api-key or "
+              f"--oauth-token, or set {API_KEY_ENV} or {OAUTH_TOKEN_ENV}", file=sys.stderr)
         return 2
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = _faults(args)
         emulator = MailchimpEmulator(seed=_load_seed(args.seed), api_key=api_key,
+                                     oauth_token=oauth_token,
                                      latency_ms=args.latency_ms, faults=faults,
                                      max_connections=args.max_connections, port=args.port)
         emulator.start()

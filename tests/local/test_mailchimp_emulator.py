@@ -184,6 +184,7 @@ def test_get_list_info_counts_subscribed_members(api):
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json() == {"id": LIST_ID, "name": "Newsletter", "double_optin": False,
+                               "marketing_permissions": False,
                                "stats": {"member_count": 1}}
 
 

@@ -7,6 +7,7 @@ and every answer must match the operation's response schemas.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import re
@@ -31,7 +32,10 @@ DOCUMENT_URI = "urn:mailchimp:marketing-subset"
 TEMPLATES = [
     (re.compile(r"/3\.0/lists/[^/]+/members/[^/]+/events"),
      "/3.0/lists/{list_id}/members/{subscriber_hash}/events"),
+    (re.compile(r"/3\.0/lists/[^/]+/members/[^/]+/tags"),
+     "/3.0/lists/{list_id}/members/{subscriber_hash}/tags"),
     (re.compile(r"/3\.0/lists/[^/]+/members/[^/]+"), "/3.0/lists/{list_id}/members/{subscriber_hash}"),
+    (re.compile(r"/3\.0/lists/[^/]+/members"), "/3.0/lists/{list_id}/members"),
     (re.compile(r"/3\.0/lists/[^/]+/merge-fields"), "/3.0/lists/{list_id}/merge-fields"),
     (re.compile(r"/3\.0/lists/[^/]+"), "/3.0/lists/{list_id}"),
 ]
@@ -99,6 +103,10 @@ def member_path(email: str) -> str:
 
 
 NEW = "new@example.com"
+# The audience with a marketing permission, p1, that member bodies may set.
+GDPR_SEED = copy.deepcopy(SEED)
+GDPR_SEED["lists"][0]["marketing_permissions"] = [
+    {"marketing_permission_id": "p1", "text": "Email"}]
 # (method, path under /3.0, JSON body): accepted and rejected bodies of each operation.
 CORPUS: list[tuple[str, str, Any]] = [
     ("PUT", member_path(NEW), {"email_address": NEW, "status_if_new": "subscribed"}),
@@ -162,19 +170,45 @@ CORPUS: list[tuple[str, str, Any]] = [
     ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Shoe size", "type": "shoe"}),
     ("POST", f"/lists/{LIST_ID}/merge-fields", {"name": "Score", "type": "number",
                                                "display_order": "1"}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {
+        "tags": [{"name": "vip", "status": "active"}, {"name": "trial", "status": "inactive"}],
+        "is_syncing": True}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {"tags": []}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {"tags": [{"name": "vip"}]}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {"tags": [{"status": "active"}]}),
+    ("POST", f"{member_path('alice@example.com')}/tags",
+     {"tags": [{"name": "vip", "status": "on"}]}),
+    ("POST", f"{member_path('alice@example.com')}/tags",
+     {"tags": [{"name": 7, "status": "active"}]}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {"tags": ["vip"]}),
+    ("POST", f"{member_path('alice@example.com')}/tags", {"tags": {"name": "vip"}}),
+    ("POST", f"{member_path('alice@example.com')}/tags",
+     {"tags": [{"name": "vip", "status": "active"}], "is_syncing": "yes"}),
+    ("POST", f"/lists/{LIST_ID}/members", {
+        "email_address": "added@example.com", "status": "subscribed", "tags": ["a", "b"],
+        "marketing_permissions": [{"marketing_permission_id": "p1", "enabled": True}]}),
+    ("POST", f"/lists/{LIST_ID}/members", {"email_address": "added2@example.com",
+                                           "status_if_new": "subscribed"}),
+    ("POST", f"/lists/{LIST_ID}/members", {"email_address": "added2@example.com",
+                                           "status": "subscribed", "tags": "a"}),
+    ("POST", f"/lists/{LIST_ID}/members", {"email_address": "added2@example.com",
+                                           "status": "subscribed", "marketing_permissions": [
+                                               {"marketing_permission_id": "p1", "enabled": "y"}]}),
 ]
 
 
 @pytest.fixture(scope="module")
 def exchanges(openapi) -> tuple[list[dict[str, Any]], list[requests.Response]]:
     """The corpus sent to a recording emulator: its records and the answers."""
-    with MailchimpEmulator(seed=SEED, api_key=KEY, record_requests=True) as emu, \
+    with MailchimpEmulator(seed=GDPR_SEED, api_key=KEY, record_requests=True) as emu, \
             ApiSession(emu.base_url) as api:
         answers = [api.request(method, path, json=body) for method, path, body in CORPUS]
         answers += [api.get(member_path("alice@example.com")), api.get(f"/lists/{LIST_ID}"),
                     api.get(f"/lists/{LIST_ID}/merge-fields"),
                     api.get(f"{member_path('alice@example.com')}/events"),
-                    api.get(member_path("nobody@example.com"))]
+                    api.get(member_path("nobody@example.com")),
+                    api.get(member_path("added@example.com"))]
         return emu.requests, answers
 
 

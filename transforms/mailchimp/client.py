@@ -126,6 +126,15 @@ def _merge_field_page(value: Any) -> str:
     return ""
 
 
+def _members_page(value: Any) -> str:
+    if not isinstance(value, dict):
+        return _an_object(value)
+    members = value.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        return "no list of members"
+    return ""
+
+
 def _retry_after(response: requests.Response) -> Optional[float]:
     value = response.headers.get("Retry-After")
     try:
@@ -168,6 +177,11 @@ class MailchimpClient:
     def close(self) -> None:
         self._session.close()
 
+    @property
+    def api_root(self) -> str:
+        """Where the calls go (no secret in it): for messages."""
+        return self._root
+
     def ping(self) -> dict:
         return self._call("GET", "/ping")
 
@@ -183,6 +197,27 @@ class MailchimpClient:
                     "total_items", 0):
                 return fields
 
+    def list_info(self, list_id: str) -> dict:
+        """GET /lists/{id}: the audience's name, whether it has marketing
+        permissions (GDPR fields), ..."""
+        return self._call("GET", f"/lists/{list_id}")
+
+    def members_page(self, list_id: str, count: int = 10, offset: int = 0,
+                     fields: Optional[list[str]] = None) -> dict:
+        """One page of GET /lists/{id}/members; `fields` narrows each answer
+        (e.g. ["members.marketing_permissions"])."""
+        params: dict[str, Any] = {"count": count, "offset": offset}
+        if fields:
+            params["fields"] = ",".join(fields)
+        return self._call("GET", f"/lists/{list_id}/members", params=params,
+                          expect=_members_page)
+
+    def create_merge_field(self, list_id: str, body: dict) -> dict:
+        """POST /lists/{id}/merge-fields. Not retried once it may have
+        arrived: a second one would be refused, the tag being taken."""
+        return self._call("POST", f"/lists/{list_id}/merge-fields", json=body,
+                          idempotent=False)
+
     def batch_subscribe(self, list_id: str, members: list[dict]) -> dict:
         """POST /lists/{id}: idempotent as we call it (update_existing and
         status_if_new only), so it is retried like a PUT. The answer is an
@@ -193,6 +228,11 @@ class MailchimpClient:
     def upsert_member(self, list_id: str, subscriber_hash: str, body: dict) -> dict:
         return self._call(
             "PUT", f"/lists/{list_id}/members/{subscriber_hash}", json=body)
+
+    def post_tags(self, list_id: str, subscriber_hash: str, body: dict) -> None:
+        """POST .../tags: idempotent (a tag made active twice is active)."""
+        self._call("POST", f"/lists/{list_id}/members/{subscriber_hash}/tags",
+                   json=body, expect=None)
 
     def post_event(self, list_id: str, subscriber_hash: str, body: dict) -> None:
         """Not idempotent: see the module docstring. Any 2xx is success,
@@ -259,6 +299,7 @@ class MailchimpClient:
         (cut short, stalled, reset): the status alone says whether Mailchimp
         acted."""
         with self._limiter:
+            self.stats.sent()
             response = self._session.request(
                 method, url, timeout=self._timeout, stream=True, **kwargs)
             try:

@@ -89,7 +89,7 @@ def skip_reason(error: MailchimpError, kind: str) -> Optional[str]:
     "Invalid Resource" with no `errors` at all; only a refused value names
     its field.
     """
-    if error.status == 404 and kind == "event":
+    if error.status == 404 and kind in ("event", "cohort"):
         return "member_not_found"
     if error.status != 400:
         return None

@@ -9,7 +9,9 @@ Counter names are those of Beam's `apache_beam/io/requestresponse.py`:
 `cumulativeThrottlingSeconds` (seconds waited because of those 429s; Dataflow's
 autoscaler reads a counter of that name, so it does not add workers that would
 only be throttled too), plus `retries_<why>` per retry: `retries_429`,
-`retries_503`, ..., `retries_timeout`, `retries_connection`, `retries_bad_answer`.
+`retries_503`, ..., `retries_timeout`, `retries_connection`, `retries_bad_answer`;
+and `requests_sent`, every HTTP request made, retries included (a local
+run's progress line shows it: pipeline/progress.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from collections import Counter
 
 THROTTLED_REQUESTS = "throttled_requests"
 THROTTLING_SECONDS = "cumulativeThrottlingSeconds"
+REQUESTS_SENT = "requests_sent"
 
 
 class CallTally:
@@ -27,6 +30,11 @@ class CallTally:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._throttled_s = 0.0
+
+    def sent(self) -> None:
+        """A request is going out."""
+        with self._lock:
+            self._counts[REQUESTS_SENT] += 1
 
     def throttled(self) -> None:
         """A request got its first 429."""

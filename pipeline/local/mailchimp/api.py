@@ -1,4 +1,5 @@
-"""The /3.0 routes: query and body decoding around the AudienceService."""
+"""The /3.0 routes: query and body decoding around the AudienceService.
+GET answers honour `fields` and `exclude_fields` (sparse_fields.py)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -8,6 +9,7 @@ from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse
 from pipeline.local.mailchimp.problems import ApiError, FieldError, InvalidFields, not_found
 from pipeline.local.mailchimp.routes import Match, Router
 from pipeline.local.mailchimp.service import AudienceService
+from pipeline.local.mailchimp.sparse_fields import sparse
 
 PING_PATH = "/3.0/ping"
 MAX_COUNT = 1000
@@ -24,11 +26,15 @@ class MarketingApi:
                         {"GET": self._list_info, "POST": self._batch_subscribe})
         self.router.add("/3.0/lists/{list_id}/merge-fields",
                         {"GET": self._merge_fields, "POST": self._create_merge_field})
+        self.router.add("/3.0/lists/{list_id}/members",
+                        {"GET": self._members, "POST": self._add_member})
         self.router.add("/3.0/lists/{list_id}/members/{subscriber_hash}",
                         {"GET": self._get_member, "PUT": self._put_member,
                          "PATCH": self._patch_member})
         self.router.add("/3.0/lists/{list_id}/members/{subscriber_hash}/events",
                         {"GET": self._events, "POST": self._add_event})
+        self.router.add("/3.0/lists/{list_id}/members/{subscriber_hash}/tags",
+                        {"GET": self._member_tags, "POST": self._update_member_tags})
 
     def dispatch(self, match: Match | None, request: ApiRequest) -> ApiResponse:
         """The route's answer, errors included as problem+json."""
@@ -52,8 +58,8 @@ class MarketingApi:
     def _ping(self, _: dict[str, str], __: ApiRequest) -> ApiResponse:
         return ApiResponse.json({"health_status": "Everything's Chimpy!"})
 
-    def _list_info(self, params: dict[str, str], _: ApiRequest) -> ApiResponse:
-        return ApiResponse.json(self._service.list_info(params["list_id"]))
+    def _list_info(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        return _answer(request, self._service.list_info(params["list_id"]))
 
     def _batch_subscribe(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         return ApiResponse.json(self._service.batch_subscribe(
@@ -63,14 +69,23 @@ class MarketingApi:
 
     def _merge_fields(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         count, offset = _page(request.query)
-        return ApiResponse.json(self._service.merge_fields_page(params["list_id"], count, offset))
+        return _answer(request, self._service.merge_fields_page(params["list_id"], count, offset))
 
     def _create_merge_field(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         return ApiResponse.json(
             self._service.create_merge_field(params["list_id"], request.json_body()))
 
-    def _get_member(self, params: dict[str, str], _: ApiRequest) -> ApiResponse:
-        return ApiResponse.json(self._service.member(params["list_id"], _member_hash(params)))
+    def _members(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        count, offset = _page(request.query)
+        return _answer(request, self._service.members_page(params["list_id"], count, offset))
+
+    def _add_member(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        return ApiResponse.json(self._service.add_member(
+            params["list_id"], request.json_body(),
+            skip_merge_validation=_flag(request.query, "skip_merge_validation")))
+
+    def _get_member(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        return _answer(request, self._service.member(params["list_id"], _member_hash(params)))
 
     def _put_member(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         return ApiResponse.json(self._service.upsert_member(
@@ -85,12 +100,26 @@ class MarketingApi:
 
     def _events(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         count, offset = _page(request.query)
-        return ApiResponse.json(self._service.events_page(
+        return _answer(request, self._service.events_page(
             params["list_id"], _member_hash(params), count, offset))
 
     def _add_event(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
         self._service.add_event(params["list_id"], _member_hash(params), request.json_body())
         return ApiResponse.no_content()
+
+    def _member_tags(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        count, offset = _page(request.query)
+        return _answer(request, self._service.member_tags_page(
+            params["list_id"], _member_hash(params), count, offset))
+
+    def _update_member_tags(self, params: dict[str, str], request: ApiRequest) -> ApiResponse:
+        self._service.update_member_tags(params["list_id"], _member_hash(params),
+                                         request.json_body())
+        return ApiResponse.no_content()
+
+
+def _answer(request: ApiRequest, payload: object) -> ApiResponse:
+    return ApiResponse.json(sparse(payload, request.query))
 
 
 def _member_hash(params: dict[str, str]) -> str:

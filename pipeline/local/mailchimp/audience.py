@@ -1,5 +1,5 @@
-"""One audience's state (merge fields, members, member events) and the JSON
-the API shows of it."""
+"""One audience's state (merge fields, marketing permissions, tags, members,
+member events) and the JSON the API shows of it."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,9 @@ from typing import Any
 from pipeline.local.mailchimp.identity import subscriber_hash
 from pipeline.local.mailchimp.merge_fields import (MergeField, default_tag,
                                                    normalise_values)
+from pipeline.local.mailchimp.permissions import MarketingPermissions
 from pipeline.local.mailchimp.problems import FieldError, InvalidFields
+from pipeline.local.mailchimp.tags import MEMBER_JSON_TAGS, AudienceTags
 
 
 def utc_now() -> str:
@@ -20,7 +22,9 @@ def utc_now() -> str:
 
 @dataclass
 class Member:
-    """A list member as stored: merge values hold only the fields set."""
+    """A list member as stored: merge values hold only the fields set,
+    consents only the permissions a body set, tags the active tags' ids
+    (with when each was added) in the order they were added."""
 
     email_address: str
     status: str
@@ -29,6 +33,8 @@ class Member:
     # The address never changes (PATCH refuses to), so neither does its
     # hash: computed once, or handed over by a caller that has it already.
     hash: str = field(default="", repr=False, compare=False)
+    consents: dict[str, bool] = field(default_factory=dict)
+    tags: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.hash = self.hash or subscriber_hash(self.email_address)
@@ -43,6 +49,8 @@ class Audience:
     name: str
     double_optin: bool = False
     merge_fields: dict[str, MergeField] = field(default_factory=dict)
+    permissions: MarketingPermissions = field(default_factory=MarketingPermissions)
+    tags: AudienceTags = field(default_factory=AudienceTags)
     members: dict[str, Member] = field(default_factory=dict)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # unique_email_id by subscriber hash: a digest per answer adds up in
@@ -66,29 +74,43 @@ class Audience:
     def normalise(self, merge_values: dict[str, object] | None) -> dict[str, object]:
         return normalise_values(self.merge_fields, merge_values or {})
 
-    def member_json(self, member: Member) -> dict[str, Any]:
+    def member_json(self, member: Member,
+                    tag_limit: int | None = MEMBER_JSON_TAGS) -> dict[str, Any]:
         """Every merge field of the audience shows, "" when not set, as
-        Mailchimp answers."""
+        Mailchimp answers; so does every marketing permission, when the
+        audience has any; tags show up to `tag_limit` (Mailchimp's 50),
+        `tags_count` counts them all."""
         values = member.merge_values
         merge_fields = {tag: _copied(values.get(tag, "")) for tag in self.merge_fields}
-        return {
+        shown = list(member.tags)[:tag_limit] if tag_limit is not None else member.tags
+        answer = {
             "id": member.hash,
             "email_address": member.email_address,
             "unique_email_id": self._unique_email_id(member),
             "status": member.status,
             "merge_fields": merge_fields,
+            "tags": [{"id": tag_id, "name": self.tags.name(tag_id)} for tag_id in shown],
+            "tags_count": len(member.tags),
             "list_id": self.id,
             "last_changed": member.last_changed,
         }
+        if self.permissions:
+            answer["marketing_permissions"] = self.permissions.member_json(member.consents)
+        return answer
+
+    def member_tags_json(self, member: Member) -> list[dict[str, Any]]:
+        return [{"id": tag_id, "name": self.tags.name(tag_id), "date_added": added}
+                for tag_id, added in member.tags.items()]
 
     def list_json(self) -> dict[str, Any]:
         subscribed = sum(1 for m in self.members.values() if m.status == "subscribed")
         return {"id": self.id, "name": self.name, "double_optin": self.double_optin,
+                "marketing_permissions": bool(self.permissions),
                 "stats": {"member_count": subscribed}}
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "members": {h: self.member_json(m) for h, m in self.members.items()},
+            "members": {h: self.member_json(m, tag_limit=None) for h, m in self.members.items()},
             "events": copy.deepcopy(self.events),
         }
 

@@ -4,7 +4,8 @@ document (../shared/mailchimp/marketing-subset.openapi.json).
 What the document rejects the emulator rejects (types, enums, required
 fields, PUT's "status or status_if_new, not both"), so that a body the
 emulator accepts is one the real service documents. Limits the document
-states only in prose (event names, 500 members a batch) are checked too.
+states only in prose (event names, 500 members a batch) are checked too, and so is the length of
+tag names, which the document does not state (see tags.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Callable, Mapping
 
 from pipeline.local.mailchimp.merge_fields import MERGE_FIELD_TYPES
 from pipeline.local.mailchimp.problems import FieldError, InvalidFields
+from pipeline.local.mailchimp.tags import tag_name_problem
 
 # A check takes the field's path and value and returns what is wrong with it.
 Check = Callable[[str, object], list[FieldError]]
@@ -165,6 +167,12 @@ def _event_name(path: str, value: object) -> list[FieldError]:
     return []
 
 
+def _tag_name(path: str, value: object) -> list[FieldError]:
+    assert isinstance(value, str)
+    problem = tag_name_problem(value)
+    return [FieldError(path, problem)] if problem else []
+
+
 def _at_most_members(path: str, value: object) -> list[FieldError]:
     assert isinstance(value, list)
     if len(value) > MAX_BATCH_MEMBERS:
@@ -179,6 +187,9 @@ _NUMBER = of_type("number")
 # Values are checked against the audience's merge field types (see merge_fields).
 _MERGE_FIELDS = nullable(of_type("object"))
 
+MEMBER_PERMISSIONS: Check = array_of(
+    obj({"marketing_permission_id": _STRING, "enabled": _BOOLEAN}))
+
 _MEMBER_COMMON: dict[str, Check] = {
     "email_address": _STRING,
     "email_type": _STRING,
@@ -187,13 +198,20 @@ _MEMBER_COMMON: dict[str, Check] = {
     "ip_signup": _STRING,
     "language": _STRING,
     "location": obj({"latitude": _NUMBER, "longitude": _NUMBER}),
-    "marketing_permissions": array_of(
-        obj({"marketing_permission_id": _STRING, "enabled": _BOOLEAN})),
+    "marketing_permissions": MEMBER_PERMISSIONS,
     "merge_fields": _MERGE_FIELDS,
     "timestamp_opt": _member_timestamp,
     "timestamp_signup": _member_timestamp,
     "vip": _BOOLEAN,
 }
+
+# A member's tags as batch subscribe and add member take them: names.
+TAG_NAMES: Check = array_of(every(_STRING, _tag_name))
+
+ADD_MEMBER: Check = obj({**_MEMBER_COMMON,
+                         "status": one_of_values(MEMBER_STATUSES),
+                         "tags": TAG_NAMES},
+                        required=("email_address", "status"))
 
 PUT_MEMBER: Check = every(
     obj({**_MEMBER_COMMON,
@@ -234,6 +252,13 @@ BATCH_SUBSCRIBE: Check = obj({
     "sync_tags": nullable(_BOOLEAN),
     "update_existing": nullable(_BOOLEAN),
 }, required=("members",))
+
+MEMBER_TAGS: Check = obj({
+    "tags": array_of(obj({"name": every(_STRING, _tag_name),
+                          "status": one_of_values(("inactive", "active"))},
+                         required=("name", "status"))),
+    "is_syncing": _BOOLEAN,
+}, required=("tags",))
 
 MEMBER_EVENT: Check = obj({
     "name": every(_STRING, _event_name),

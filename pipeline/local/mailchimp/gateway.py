@@ -1,51 +1,24 @@
-"""Everything between the network and the API: inspection, request
-counting and recording, injected faults, the API key, the connection limit
-and the added latency."""
+"""Everything between the network and the API: inspection, the OAuth
+metadata endpoint, request counting and recording, injected faults, the
+credentials, the connection limit and the added latency."""
 from __future__ import annotations
 
-import base64
-import hmac
 import math
 import threading
 from dataclasses import dataclass
 
 from pipeline.local.mailchimp import faults, messages
 from pipeline.local.mailchimp.api import PING_PATH, MarketingApi
+from pipeline.local.mailchimp.credentials import Credentials
 from pipeline.local.mailchimp.faults import FaultPlan
 from pipeline.local.mailchimp.inspection import PREFIX, Inspection
 from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse, Outcome
+from pipeline.local.mailchimp.oauth import METADATA_PATH, OAuthMetadata
 from pipeline.local.mailchimp.problems import ApiError
 from pipeline.local.mailchimp.recording import RequestLog
 from pipeline.local.mailchimp.stats import Stats
 
 Headers = tuple[tuple[str, str], ...]
-
-
-class ApiKeyAuth:
-    """Accepts the one API key: HTTP Basic with any user name and the key as
-    password, or `Authorization: Bearer KEY`."""
-
-    def __init__(self, api_key: str):
-        self._key = api_key.encode("utf-8")
-
-    def accepts(self, authorization: str | None) -> bool:
-        presented = _presented_key(authorization)
-        # Constant-time comparison: response timing must not reveal the key.
-        return presented is not None and hmac.compare_digest(presented.encode("utf-8"), self._key)
-
-
-def _presented_key(authorization: str | None) -> str | None:
-    scheme, _, credentials = (authorization or "").strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return credentials.strip()
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
-    _, colon, key = decoded.partition(":")
-    return key if colon else None
 
 
 @dataclass(frozen=True)
@@ -61,18 +34,20 @@ class Gateway:
     """Handles every request the HTTP server receives.
 
     A /3.0 request: counted by route; its fault drawn on arrival (never for
-    /ping); 401 without the key; 429 over the connection limit (the emulator
-    has one key, so the per-key limit is one counter); then, while it counts
-    as in flight, the latency, and the fault or the API's answer. A refusal
-    fault comes before the API, so the request changes nothing; a spoiled
-    answer comes after it, and only to a 2xx (see faults.py).
+    /ping); 401 without the key or the token; 429 over the connection limit
+    (the emulator has one account, so the per-account limit is one
+    counter); then, while it counts as in flight, the latency, and the
+    fault or the API's answer. A refusal fault comes before the API, so the
+    request changes nothing; a spoiled answer comes after it, and only to a
+    2xx (see faults.py).
     """
 
-    def __init__(self, api: MarketingApi, inspection: Inspection, auth: ApiKeyAuth,
-                 stats: Stats, log: RequestLog, conditions: Conditions,
+    def __init__(self, api: MarketingApi, inspection: Inspection, oauth: OAuthMetadata,
+                 auth: Credentials, stats: Stats, log: RequestLog, conditions: Conditions,
                  stopping: threading.Event):
         self._api = api
         self._inspection = inspection
+        self._oauth = oauth
         self._auth = auth
         self._stats = stats
         self._log = log
@@ -83,6 +58,9 @@ class Gateway:
     def handle(self, request: ApiRequest) -> ApiResponse:
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             return self._inspection.handle(request)
+        if request.path.rstrip("/") == METADATA_PATH:
+            # login.mailchimp.com, not the API: none of its limits or faults.
+            return self._oauth.handle(request)
         response = self._api_request(request)
         self._log.record(request, response)
         return response

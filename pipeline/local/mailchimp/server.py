@@ -13,10 +13,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.local.mailchimp.api import MarketingApi
 from pipeline.local.mailchimp.faults import FaultPlan, Faults
-from pipeline.local.mailchimp.gateway import ApiKeyAuth, Conditions, Gateway
+from pipeline.local.mailchimp.credentials import Credentials
+from pipeline.local.mailchimp.gateway import Conditions, Gateway
 from pipeline.local.mailchimp.identity import subscriber_hash
 from pipeline.local.mailchimp.inspection import Inspection
 from pipeline.local.mailchimp.messages import ApiRequest, ApiResponse, Outcome
+from pipeline.local.mailchimp.oauth import METADATA_PATH, OAuthMetadata
 from pipeline.local.mailchimp.problems import ApiError
 from pipeline.local.mailchimp.recording import RequestLog
 from pipeline.local.mailchimp.seed import load_seed
@@ -182,26 +184,30 @@ class _Server(ThreadingHTTPServer):
 
 class MailchimpEmulator:
     """A local Mailchimp Marketing API v3 on 127.0.0.1, for tests, demos and
-    benchmarks: Mailchimp's behaviour (auth, problem+json errors, the
-    limit of simultaneous connections, member, merge field, batch subscribe
-    and event rules), plus optional latency and injected faults.
+    benchmarks: Mailchimp's behaviour (auth by API key or OAuth token, the
+    OAuth metadata endpoint, problem+json errors, the limit of simultaneous
+    connections, member, merge field, tag, marketing permission, batch
+    subscribe and event rules), plus optional latency and injected faults.
 
     Use as a context manager, or start() and stop().
     """
 
-    def __init__(self, seed: Mapping[str, Any] | None = None, api_key: str = DEFAULT_API_KEY,
-                 latency_ms: float = 0, faults: Faults | None = None,
-                 max_connections: int = 10, port: int = 0,
-                 record_requests: bool = False, random_seed: int = 0):
+    def __init__(self, seed: Mapping[str, Any] | None = None,
+                 api_key: str | None = DEFAULT_API_KEY, latency_ms: float = 0,
+                 faults: Faults | None = None, max_connections: int = 10, port: int = 0,
+                 record_requests: bool = False, random_seed: int = 0,
+                 oauth_token: str | None = None):
         self._service = load_seed(seed)
         self._stats = Stats()
         self._log = RequestLog(record_requests)
         self._stopping = threading.Event()
         conditions = Conditions(FaultPlan(faults or Faults(), random_seed),
                                 latency_ms / 1000.0, max_connections)
+        credentials = Credentials(api_key, oauth_token)
         self._gateway = Gateway(MarketingApi(self._service),
                                 Inspection(self._stats, self._service),
-                                ApiKeyAuth(api_key), self._stats, self._log,
+                                OAuthMetadata(credentials, lambda: self.root_url),
+                                credentials, self._stats, self._log,
                                 conditions, self._stopping)
         self._port = port
         self._server: _Server | None = None
@@ -243,12 +249,31 @@ class MailchimpEmulator:
         return self._server.server_port
 
     @property
+    def root_url(self) -> str:
+        """http://127.0.0.1:PORT: what OAuth metadata calls `api_endpoint`."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}/3.0"
+        return f"{self.root_url}/3.0"
+
+    @property
+    def oauth_metadata_url(self) -> str:
+        """For MAILCHIMP_OAUTH_METADATA_URL."""
+        return self.root_url + METADATA_PATH
 
     def member(self, list_id: str, email: str) -> dict[str, Any] | None:
         """The member with this email (any case), as GET member answers."""
         return self._service.find_member(list_id, subscriber_hash(email))
+
+    def tags(self, list_id: str, email: str) -> list[str]:
+        """The names of the member's active tags, oldest first (all of
+        them; GET member shows 50)."""
+        return self._service.find_tags(list_id, subscriber_hash(email))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every audience's state: fields, members, tags, events."""
+        return self._service.snapshot()
 
     def events(self, list_id: str, email: str) -> list[dict[str, Any]]:
         """The events posted for the member, oldest first, with is_syncing."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from pipeline.local.mailchimp import bodies
+from pipeline.local.mailchimp import bodies, tags
 from pipeline.local.mailchimp.audience import Audience, Member, utc_now
 from pipeline.local.mailchimp.identity import check_email, subscriber_hash
 from pipeline.local.mailchimp.merge_fields import check_required
@@ -65,10 +65,35 @@ class AudienceService:
                 raise InvalidFields([FieldError(
                     "email_address",
                     "The email address does not match the subscriber hash in the path.")])
+            # PUT's body has no tags (the document's): any sent are ignored.
             member, _ = self._write_member(
                 audience, email, body, utc_now(), update_existing=True,
-                skip_merge_validation=skip_merge_validation)
+                skip_merge_validation=skip_merge_validation,
+                consents=audience.permissions.changes(body.get("marketing_permissions")))
             return audience.member_json(member)
+
+    def add_member(self, list_id: str, body: object, *,
+                   skip_merge_validation: bool) -> dict[str, Any]:
+        """POST /lists/{id}/members: a new member; 400 "Member Exists" if
+        there is one."""
+        with self._lock:
+            audience = self._audience(list_id)
+            bodies.validate(bodies.ADD_MEMBER, body)
+            assert isinstance(body, dict)
+            member, _ = self._write_member(
+                audience, check_email(body["email_address"]), body, utc_now(),
+                update_existing=False, skip_merge_validation=skip_merge_validation,
+                consents=audience.permissions.changes(body.get("marketing_permissions")),
+                tag_names=body.get("tags") or ())
+            return audience.member_json(member)
+
+    def members_page(self, list_id: str, count: int, offset: int) -> dict[str, Any]:
+        """GET /lists/{id}/members: members in the order they were added."""
+        with self._lock:
+            audience = self._audience(list_id)
+            members = list(audience.members.values())[offset:offset + count]
+            return {"members": [audience.member_json(m) for m in members],
+                    "list_id": list_id, "total_items": len(audience.members)}
 
     def update_member(self, list_id: str, member_hash: str, body: object) -> dict[str, Any]:
         """PATCH: change an existing member's merge fields or status."""
@@ -82,10 +107,34 @@ class AudienceService:
                 raise InvalidFields([FieldError(
                     "email_address", "The emulator cannot change a member's email address.")])
             values = audience.normalise(body.get("merge_fields"))
+            consents = audience.permissions.changes(body.get("marketing_permissions"))
             status = body.get("status")
             _check_status_change(member, status)
-            _apply(member, status, values, utc_now())
+            _apply(member, status, values, consents, utc_now())
             return audience.member_json(member)
+
+    def update_member_tags(self, list_id: str, member_hash: str, body: object) -> None:
+        """POST .../tags: each tag made active (created if the audience lacks
+        it) or inactive, in the body's order."""
+        with self._lock:
+            audience = self._audience(list_id)
+            member = self._member(audience, member_hash)
+            bodies.validate(bodies.MEMBER_TAGS, body)
+            assert isinstance(body, dict)
+            now = utc_now()
+            for tag in body["tags"]:
+                if tag["status"] == "active":
+                    tags.activate(member.tags, audience.tags, (tag["name"],), now)
+                else:
+                    tags.deactivate(member.tags, audience.tags, (tag["name"],))
+
+    def member_tags_page(self, list_id: str, member_hash: str, count: int,
+                         offset: int) -> dict[str, Any]:
+        with self._lock:
+            audience = self._audience(list_id)
+            member = self._member(audience, member_hash)
+            every_tag = audience.member_tags_json(member)
+            return {"tags": every_tag[offset:offset + count], "total_items": len(every_tag)}
 
     def batch_subscribe(self, list_id: str, body: object, *, skip_merge_validation: bool,
                         skip_duplicate_check: bool) -> dict[str, Any]:
@@ -104,6 +153,7 @@ class AudienceService:
             errors: list[dict[str, Any]] = []
             seen: set[str] = set()
             update_existing = bool(body.get("update_existing"))
+            sync_tags = bool(body.get("sync_tags"))
             now = utc_now()  # one request, one moment
             for entry in body["members"]:
                 email = entry.get("email_address")
@@ -112,10 +162,14 @@ class AudienceService:
                     continue  # the first appearance wins
                 seen.add(key)
                 try:
+                    # The document's batch member has no marketing_permissions:
+                    # any sent are ignored.
                     member, is_new = self._write_member(
                         audience, check_email(email), entry, now,
                         update_existing=update_existing,
-                        skip_merge_validation=skip_merge_validation)
+                        skip_merge_validation=skip_merge_validation,
+                        tag_names=_batch_tag_names(entry),
+                        sync_tags=sync_tags and entry.get("tags") is not None)
                 except (ApiError, InvalidFields) as exc:
                     errors.append(_batch_error(email, exc))
                     continue
@@ -154,6 +208,16 @@ class AudienceService:
             member = audience.members.get(member_hash) if audience else None
             return audience.member_json(member) if audience and member else None
 
+    def find_tags(self, list_id: str, member_hash: str) -> list[str]:
+        """The member's active tag names, [] without such a member (for
+        inspection)."""
+        with self._lock:
+            audience = self._audiences.get(list_id)
+            member = audience.members.get(member_hash) if audience else None
+            if audience is None or member is None:
+                return []
+            return [audience.tags.name(tag_id) for tag_id in member.tags]
+
     def find_events(self, list_id: str, member_hash: str) -> list[dict[str, Any]]:
         """The member's stored events, is_syncing included (for inspection)."""
         with self._lock:
@@ -179,12 +243,16 @@ class AudienceService:
         return member
 
     def _write_member(self, audience: Audience, email: str, entry: Mapping[str, Any],
-                      now: str, *, update_existing: bool,
-                      skip_merge_validation: bool) -> tuple[Member, bool]:
-        """Add or update one member from a PUT body or batch entry (whose
-        email has been checked). `status_if_new` only applies to a new member;
-        `status` applies to both, which is how batch subscribe's
-        update_existing overwrites existing members' status."""
+                      now: str, *, update_existing: bool, skip_merge_validation: bool,
+                      consents: Mapping[str, bool] | None = None,
+                      tag_names: Sequence[str] = (),
+                      sync_tags: bool = False) -> tuple[Member, bool]:
+        """Add or update one member from a PUT or POST body or batch entry
+        (whose email, consents and tag names have been checked).
+        `status_if_new` only applies to a new member; `status` applies to
+        both, which is how batch subscribe's update_existing overwrites
+        existing members' status. Tags are made active, or with `sync_tags`
+        become exactly `tag_names`."""
         if email.lower() in self._forgotten:
             raise ApiError(400, "Forgotten Email Not Subscribed",
                            f"{email} was permanently deleted and cannot be re-imported. "
@@ -198,12 +266,19 @@ class AudienceService:
         if member is None:
             if not skip_merge_validation:
                 check_required(audience.merge_fields, values)
-            member = Member(email, status or entry["status_if_new"], values, now, member_hash)
+            member = Member(email, status or entry["status_if_new"], values, now, member_hash,
+                            dict(consents or {}))
             audience.members[member_hash] = member
-            return member, True
-        _check_status_change(member, status)
-        _apply(member, status, values, now)
-        return member, False
+            is_new = True
+        else:
+            _check_status_change(member, status)
+            _apply(member, status, values, consents or {}, now)
+            is_new = False
+        if sync_tags:
+            member.tags = tags.synced(member.tags, audience.tags, tag_names, now)
+        else:
+            tags.activate(member.tags, audience.tags, tag_names, now)
+        return member, is_new
 
 
 def _check_status_change(member: Member, status: str | None) -> None:
@@ -213,11 +288,25 @@ def _check_status_change(member: Member, status: str | None) -> None:
                        "or compliance review and cannot be subscribed.")
 
 
-def _apply(member: Member, status: str | None, values: dict[str, object], now: str) -> None:
+def _apply(member: Member, status: str | None, values: dict[str, object],
+           consents: Mapping[str, bool], now: str) -> None:
     if status:
         member.status = status
     member.merge_values.update(values)
+    member.consents.update(consents)
     member.last_changed = now
+
+
+def _batch_tag_names(entry: Mapping[str, Any]) -> Sequence[str]:
+    """A batch member's tag names (their types checked with the body); a
+    bad name fails that member alone."""
+    names = entry.get("tags")
+    if not names:
+        return ()
+    errors = bodies.TAG_NAMES("tags", names)
+    if errors:
+        raise InvalidFields(errors)
+    return names
 
 
 def _batch_error(email: object, exc: ApiError | InvalidFields) -> dict[str, Any]:
