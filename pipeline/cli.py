@@ -82,6 +82,9 @@ Pub/Sub source as a series of runs, each message acknowledged once its
 outcome is recorded. Any runner that is not a local one (DataflowRunner, ...)
 is only submitted.
 
+`{prog()} check --sync_config PATH [--create_merge_fields]` checks that
+everything the syncs need is ready in Mailchimp (see `{prog()} check --help`).
+
 Environment:
   {API_KEY_ENV} / {OAUTH_TOKEN_ENV}  the credentials (never a flag)
   {OAUTH_METADATA_URL_ENV}  where OAuth tokens' data centre is looked up

@@ -71,9 +71,7 @@ def build(pipeline: beam.Pipeline, config: SyncConfig, endpoint: Endpoint,
                 sync,
                 BatchPerAudience(
                     options.batch_size,
-                    # A lane of the sink per shard (transforms.sink).
-                    shards=(options.shards_per_audience if streaming
-                            else options.max_connections),
+                    shards=options.shards_per_audience if streaming else 1,
                     max_buffering_secs=options.max_buffering_secs,
                     streaming=streaming),
                 WriteToMailchimp(endpoint, settings, job))

@@ -85,6 +85,7 @@ def test_help_lists_every_flag_with_its_help_and_default_and_no_import_noise():
         assert _squeeze(action.help) in text, dest
         if action.default not in (None, False):  # a switch shows no default
             assert _squeeze(f"{action.help} (default: {action.default})") in text, dest
+    assert _squeeze("python -m pipeline check --sync_config PATH") in text
     # Where Beam's own options are.
     assert "--help_beam" in done.stdout
     assert "beam.apache.org/releases/pydoc/" in done.stdout

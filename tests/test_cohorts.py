@@ -78,3 +78,27 @@ def test_the_email_can_come_from_the_users_properties(emulator, tmp_path, monkey
                          "user_properties": {"email": "existing@example.com"}}]
     run_sync(emulator, tmp_path, monkeypatch, [sync], [message])
     assert emulator.tags(AUDIENCE, "existing@example.com") == ["Power users"]
+
+
+def test_a_cohort_message_is_no_event_and_no_users_record(emulator, tmp_path, monkeypatch):
+    """A sync that also sends events and users skips the message for both
+    as not selected: its counts still add up to the records read."""
+    sync = {**COHORTS, "send_events": {"enabled": True},
+            "send_users": {"enabled": True}}
+    summary, _ = run_sync(emulator, tmp_path, monkeypatch, [sync], [
+        _message("m1", True, "existing@example.com")])
+    assert summary["events"]["skipped"] == {"not_selected": 1}
+    assert summary["members"]["skipped"] == {"not_selected": 1}
+    assert summary["members"]["upserted"] == 0
+    assert summary["cohorts"]["delivered"] == 1
+
+
+def test_a_message_of_several_hundred_users_is_one_record_and_an_outcome_each(
+        emulator, tmp_path, monkeypatch):
+    sync = {**COHORTS, "send_cohorts": {"enabled": True, "create_members": True}}
+    users = [f"user{n}@example.com" for n in range(300)]
+    summary, _ = run_sync(emulator, tmp_path, monkeypatch, [sync], [
+        _message("m1", True, *users)])
+    assert summary["records_in"] == 1
+    assert summary["cohorts"]["delivered"] == 300
+    assert all(emulator.tags(AUDIENCE, u) == ["Power users"] for u in users)

@@ -8,10 +8,15 @@ import json
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from transforms.dedupe import DropDuplicates, RecentIds
 from transforms.identity import DropAnonymous, MapEmail, normalise_email, subscriber_hash
-from transforms.parse import ParseRecords, parse_payload
+from transforms.parse import (_EVENT, _IDENTIFICATION, ParseRecords,
+                              _event_fields, _identification_fields,
+                              parse_payload)
 from transforms.plan import PlanActions, holds
 from transforms.project import ProjectProperties, event_name, stringify
 from transforms.records import Action, DeadLetter, Record
@@ -124,6 +129,69 @@ def test_top_level_fields_keep_the_other_insert_id_name():
     assert (both.insert_id, both.fields) == ("i", {"$insert_id": "x", "platform": "iOS"})
     [export] = parse_payload(json.dumps({"event_type": "a", "$insert_id": "x"}))
     assert (export.insert_id, export.fields) == ("x", {})
+
+
+# Values pydantic would refuse or coerce next to the plain ones it keeps:
+# bools where ints are expected, floats for time, blank and non-ASCII
+# strings, lone surrogates, big ints, nested objects.
+_TRICKY_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(),
+              st.integers(min_value=2 ** 63 - 2, max_value=2 ** 80),
+              st.floats(allow_nan=False), st.text(max_size=5),
+              st.sampled_from(["", " ", "\ud800", "x\udc00", "café", "😀",
+                               "1", "2025-12-01 10:00:00"])),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["$set", "$unset", "email", "\ud800", "a"]),
+                      inner, max_size=3),
+    max_leaves=6)
+_TRICKY_ITEMS = st.dictionaries(
+    st.sampled_from(["event_type", "user_id", "device_id", "time", "event_time",
+                     "insert_id", "$insert_id", "event_properties",
+                     "user_properties", "platform"]),
+    _TRICKY_VALUES)
+_ADAPTERS = [(_event_fields, _EVENT), (_identification_fields, _IDENTIFICATION)]
+
+
+def _outcome(validate, item):
+    """The fields, typed (True is not 1, 1.0 not 1), or the error text."""
+    try:
+        return json.dumps(validate(item), sort_keys=True)
+    except ValidationError as e:
+        return str(e)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_TRICKY_ITEMS, st.sampled_from(_ADAPTERS))
+def test_the_fast_field_checks_give_what_pydantic_gives(item, adapters):
+    """Parsing skips pydantic for records of plain types: the fields (and
+    so every Record), or the error (and so every dead letter), are still
+    exactly pydantic's."""
+    fast, adapter = adapters
+    assert _outcome(fast, item) == _outcome(adapter.validate_python, item)
+
+
+@pytest.mark.parametrize("item", [
+    {"event_type": "a", "user_id": "", "time": 2 ** 70, "insert_id": "é"},
+    {"event_type": "a", "$insert_id": "x", "event_time": "2025-12-01 10:00:00",
+     "user_properties": {"$set": {"email": "u@example.com"}}},
+    {"event_type": "a", "insert_id": None, "$insert_id": "x"},
+    {"event_type": "\ud800"}, {"event_type": "a", "user_id": "u\ud800"},
+    {"event_type": "a", "time": True}, {"event_type": "a", "time": 1.0},
+    {"event_type": ""}, {"event_type": 1}, {"user_id": "u"},
+    {"event_type": "a", "event_properties": {"n": {"m": [1, {"k": None}]}}},
+    {"event_type": "a", "device_id": False, "user_properties": []},
+])
+def test_tricky_records_parse_as_pydantic_reads_them(item):
+    assert _outcome(_event_fields, item) == _outcome(_EVENT.validate_python, item)
+
+
+def test_a_plain_record_needs_no_validation():
+    """The fast path taken: the record's own objects, where pydantic would
+    have copied each object it validated."""
+    properties = {"plan": "pro"}
+    fields = _event_fields({"event_type": "a", "user_id": "u", "time": 1,
+                            "event_properties": properties})
+    assert fields["event_properties"] is properties
 
 
 @pytest.mark.parametrize("op, value, expected", [

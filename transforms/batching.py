@@ -1,16 +1,19 @@
 """Batching: RecordRequests -> (key, [RecordRequests]), for the sink.
 
-Every record's requests travel as one element (see RecordRequests), so no
-flush or key splits a user's upsert from that user's event.
+In a stream every record's requests travel as one element (see
+RecordRequests), so no flush or key splits a user's upsert from that
+user's event; a bounded input batches its combined members, then its events
+(transforms.rules), each request packed alone. `for_members()` is the
+batching of a backfill's members: 500 a batch, one batch-subscribe call.
 
 - BatchPerAudience (local runners): keyed by (audience, shard of subscriber
-  hash). Streaming: `GroupIntoBatches` flushes by size or after
+  hash); the sink sends each shard's batches on one lane, in order.
+  Streaming: `GroupIntoBatches` flushes by size or after
   `max_buffering_secs`, so a quiet stream still delivers within seconds.
   Batch: batches are cut within each bundle. A batch `GroupIntoBatches` sits
   behind a shuffle, and on the FnApiRunner a shuffle holds the whole input in
-  memory before the first request; cutting within bundles keeps a backfill's
-  memory flat and starts delivering at once. The connection bound is then
-  the machine's (MachineSlots, in the sink).
+  memory before the first request; cutting within bundles keeps memory flat.
+  The connection bound is then the machine's (MachineSlots, in the sink).
 - BatchPerSlot (remote runners): keyed into exactly `slots` keys for the
   whole job, every sync and audience, by subscriber hash; `GroupIntoBatches`
   in streaming and batch. The runner processes one key's stateful work at a

@@ -1,6 +1,7 @@
 """BatchDelivery: one batch of requests -> one outcome per request
 (Delivered, Skipped, DeadLetter; and UnknownMergeFields reports), per
-audience members before events, each member's events in order.
+audience members (and their tags) before events and cohort tags, each
+member's in order.
 
 No Beam here: the sink DoFn drives it and routes what it returns. Nothing
 raises out of it: whatever goes wrong with a call (an answer we did not
@@ -24,6 +25,8 @@ from transforms.records import (DeadLetter, Delivered, MemberEvent,
 BATCH_SUBSCRIBE_LIMIT = 500  # members per POST /lists/{id}, Mailchimp's cap
 Outcome = Union[Delivered, Skipped, DeadLetter, UnknownMergeFields]
 _Member = tuple[MemberUpsert, dict]  # one member's upserts combined, its body
+Unit = Callable[[], list[Outcome]]  # some calls, and an outcome per request
+Chain = tuple[tuple[str, str], Unit]  # a member's (audience, hash), its unit
 _T = TypeVar("_T")
 
 
@@ -51,6 +54,18 @@ def _delivered(requests: Iterable[Request]) -> Iterator[Outcome]:
     for request in requests:
         yield Delivered(request.sync, request.kind, request.insert_id,
                         several(request))
+
+
+def _unit(requests: list[Request], step: Callable[..., Iterable[Outcome]],
+          *args) -> Unit:
+    """`step(*args)` as a unit: its outcomes, or one failure per request if
+    it raises (an answer we did not expect, a bug of ours)."""
+    def unit() -> list[Outcome]:
+        try:
+            return list(step(*args))
+        except Exception as e:
+            return list(_failed(requests, e))
+    return unit
 
 
 def _by(requests: Iterable[_T], key: Callable[[_T], str]) -> dict[str, list[_T]]:
@@ -98,8 +113,8 @@ def _tags_body(member: MemberUpsert) -> dict:
 
 
 class BatchDelivery:
-    """Sends batches through `client`, one request at a time: the sink runs
-    as many deliveries at once as it has connections (transforms.sink)."""
+    """Sends batches through `client`, as units of work that the sink runs
+    at once (transforms.sink), or one request at a time (`deliver`)."""
 
     def __init__(self, client: MailchimpClient, catalog: MergeFieldCatalog):
         self._client, self._catalog = client, catalog
@@ -111,55 +126,83 @@ class BatchDelivery:
         self._cancelled.set()
 
     def deliver(self, requests: Iterable[Request]) -> list[Outcome]:
+        """Every unit, one after another: the members', then the chains."""
+        members, chains = self.units(requests)
+        return [o for unit in members + [u for _, u in chains] for o in unit()]
+
+    def units(self, requests: Iterable[Request]) -> tuple[list[Unit], list[Chain]]:
+        """A batch as units of work: the members' calls (a unit a
+        batch-subscribe call of up to 500, or a member sent alone); then,
+        once every one of those is done, each member's events and cohort
+        tags in their order (a unit a member, keyed by audience and
+        subscriber hash). Each unit returns one outcome per request it
+        holds, whatever happens."""
         requests = list(requests)
         try:
-            outcomes: list[Outcome] = []
-            for list_id, group in _by(requests, lambda r: r.audience_id).items():
-                outcomes += self._audience(list_id, group)
-            return outcomes
+            return self._units(requests)
         except Exception as e:  # a bug of ours: still one outcome each
-            return list(_failed(requests, e))
+            failed = list(_failed(requests, e))
+            return [lambda: failed], []
 
-    def _audience(self, list_id: str, requests: list[Request]) -> list[Outcome]:
-        upserts = [r for r in requests if r.kind == "member"]
-        # Members first and to completion: a new member's events need it.
-        outcomes = list(self._members(list_id, upserts)) if upserts else []
-        for request in requests:  # each member's in their order
-            if request.kind == "event":
-                outcomes += self._event(list_id, request)
-            elif request.kind == "cohort":
-                outcomes += self._cohort(list_id, request)
-        return outcomes
+    def _units(self, requests: list[Request]) -> tuple[list[Unit], list[Chain]]:
+        members: list[Unit] = []
+        chains: list[Chain] = []
+        for list_id, group in _by(requests, lambda r: r.audience_id).items():
+            upserts = [combine_all(same) for same in _by(
+                [r for r in group if r.kind == "member"],
+                lambda u: u.subscriber_hash).values()]
+            # Batch subscribe takes no marketing permissions: those go by PUT.
+            together = [u for u in upserts if not u.permissions]
+            members += [_unit([u], self._put_alone, list_id, u)
+                        for u in upserts if u.permissions]
+            members += [_unit(chunk, self._subscribe, list_id, chunk)
+                        for chunk in (together[i:i + BATCH_SUBSCRIBE_LIMIT] for i in
+                                      range(0, len(together), BATCH_SUBSCRIBE_LIMIT))]
+            others = [r for r in group if r.kind != "member"]
+            chains += [((list_id, member_hash), _unit(chain, self._chain, list_id, chain))
+                       for member_hash, chain in _by(
+                           others, lambda r: r.subscriber_hash).items()]
+        return members, chains
 
-    def _members(self, list_id: str, upserts: list[MemberUpsert]) -> Iterator[Outcome]:
-        try:
-            catalog = self._catalog.fields(list_id)
-        except Exception as e:
-            yield from _failed(upserts, e)
-            return
+    def _bodies(self, list_id: str, upserts: list[MemberUpsert]
+                ) -> tuple[list[_Member], list[Outcome]]:
+        """The members' bodies; merge-field reports, and the outcome of a
+        member whose value could not be prepared (that member only)."""
+        catalog = self._catalog.fields(list_id)
         members: list[_Member] = []
-        for group in _by(upserts, lambda u: u.subscriber_hash).values():
-            member = combine_all(group)
-            try:  # one member's odd value costs that member only
+        outcomes: list[Outcome] = []
+        for member in upserts:
+            try:
                 body, report = _body(member, catalog)
             except Exception as e:
-                yield from _failed([member], e)
+                outcomes += _failed([member], e)
                 continue
             if report is not None:
-                yield report
-            if member.permissions:  # not in the batch-subscribe body
-                body["marketing_permissions"] = member.marketing_permissions()
-                yield from self._put(list_id, member, body)
-            else:
-                members.append((member, body))
-        for i in range(0, len(members), BATCH_SUBSCRIBE_LIMIT):
-            yield from self._subscribe(list_id, members[i:i + BATCH_SUBSCRIBE_LIMIT])
+                outcomes.append(report)
+            members.append((member, body))
+        return members, outcomes
 
-    def _subscribe(self, list_id: str, chunk: list[_Member]) -> Iterator[Outcome]:
+    def _put_alone(self, list_id: str, member: MemberUpsert) -> Iterator[Outcome]:
+        prepared, outcomes = self._bodies(list_id, [member])
+        yield from outcomes
+        for member, body in prepared:
+            body["marketing_permissions"] = member.marketing_permissions()
+            yield from self._put(list_id, member, body)
+
+    def _chain(self, list_id: str, chain: list[Request]) -> Iterator[Outcome]:
+        for request in chain:
+            if request.kind == "event":
+                yield from self._event(list_id, request)
+            else:
+                yield from self._cohort(list_id, request)
+
+    def _subscribe(self, list_id: str, upserts: list[MemberUpsert]) -> Iterator[Outcome]:
         """Batch subscribe; a member the batch refused is sent again alone
         with PUT, whose problem+json tells precisely why (or succeeds, for a
         transient refusal)."""
-        if self._cancelled.is_set():
+        chunk, outcomes = self._bodies(list_id, upserts)
+        yield from outcomes
+        if self._cancelled.is_set() or not chunk:
             return
         try:
             answer = self._client.batch_subscribe(list_id, [b for _, b in chunk])

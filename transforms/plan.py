@@ -61,16 +61,26 @@ def holds(condition: Filter, record: Record) -> bool:
     return number > expected if op == "greater_than" else number < expected
 
 
+def _not_selected(sync: Sync, kind: str, record: Record) -> Skipped:
+    return Skipped(sync.name, kind, NOT_SELECTED, event_type=record.event_type,
+                   insert_id=record.insert_id)
+
+
 def _cohort_plan(sync: Sync, record: Record) -> list[Action | Skipped]:
     """A cohort message: one action per user for a sync that takes the
-    cohort; for any other sync, the message is not selected."""
-    cohort = record.cohort
-    if not (sync.send_cohorts.enabled
-            and sync.send_cohorts.selects(cohort.name, cohort.cohort_id)):
-        return [Skipped(sync.name, "cohort", NOT_SELECTED,
-                        event_type=record.event_type, insert_id=record.insert_id)]
-    return [Action(sync.name, sync.audience_id, "cohort", user)
-            for user in cohort.users]
+    cohort. It is no event and no user's record: the sync's other parts
+    skip it as not selected, so their counts still add up to the records."""
+    planned: list[Action | Skipped] = [
+        _not_selected(sync, kind, record)
+        for kind, part in (("member", sync.send_users), ("event", sync.send_events))
+        if part.enabled]
+    cohort, rules = record.cohort, sync.send_cohorts
+    if rules.enabled and rules.selects(cohort.name, cohort.cohort_id):
+        planned += [Action(sync.name, sync.audience_id, "cohort", user)
+                    for user in cohort.users]
+    elif rules.enabled:
+        planned.append(_not_selected(sync, "cohort", record))
+    return planned
 
 
 def plan(sync: Sync, record: Record) -> list[Action | Skipped]:
@@ -86,9 +96,7 @@ def plan(sync: Sync, record: Record) -> list[Action | Skipped]:
                 and all(holds(f, record) for f in rules.filters)):
             planned.append(Action(sync.name, sync.audience_id, "event", record))
         else:  # most records of most syncs: no Action made just to skip it
-            planned.append(Skipped(sync.name, "event", NOT_SELECTED,
-                                   event_type=record.event_type,
-                                   insert_id=record.insert_id))
+            planned.append(_not_selected(sync, "event", record))
     return planned
 
 

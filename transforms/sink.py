@@ -1,22 +1,23 @@
 """WriteToMailchimp: batches of requests -> Mailchimp, with tagged outcomes.
 
-Outputs: `delivered` (main), `skipped`, `unknown_merge_fields`, `dead_letter`.
+Outputs: `delivered` (main), `skipped`, `unknown_merge_fields`, `dead_letter`,
+`dry_run` (the requests a dry run kept: transforms.mailchimp.dry_run).
 
-A batch is sent one request at a time, on one of `max_connections` lanes,
-so as many requests are in flight as lanes have work: no batch waits for
-another to finish.
-- Local runners (every worker on this machine): the lanes are threads of
-  the sink. A batch goes to its key's lane, after that key's earlier
-  batches, so a user's later requests never overtake earlier ones; batches
-  whose order does not matter (`in_order=False`: a backfill's combined
-  members, each member once) go to the least busy lane. Every request
-  also holds one of the account's `MachineSlots`: at most
-  `max_connections` on this machine, whatever the processes and threads.
-- Remote runners (`one_at_a_time`): the lanes are the job's keys. Batches
-  come keyed into exactly `max_connections` slots
-  (transforms.batching.BatchPerSlot) and each is sent on the bundle's
-  thread: the runner processes one key at a time, so the job holds at most
-  `max_connections` requests in flight across all its workers.
+Every request holds one of the account's `MachineSlots` (at most
+`max_connections` on this machine, whatever the processes and threads).
+- Local runners (every worker on this machine): a batch becomes units of
+  work (transforms.delivery: its members' calls, then each member's events
+  and cohort tags in order) that `max_connections` threads take as they
+  come, so every connection is busy while work waits: no batch waits for
+  the one before it. A member's events keep their order across batches (a
+  unit per member, run after that member's previous one); in a stream
+  (`in_order`) a key's member calls do too, while a backfill's combined
+  members (each member in one batch) go in any order.
+- Remote runners (`one_at_a_time`): batches come keyed into exactly
+  `max_connections` slots (transforms.batching.BatchPerSlot) and each is
+  sent on the bundle's thread, one request at a time: the runner processes
+  one key at a time, so the job holds at most `max_connections` requests in
+  flight across all its workers.
 Nothing raises out of a delivery (see transforms.delivery), and when a
 bundle fails (teardown) no request not yet sent is sent.
 """
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import uuid
 from collections import deque
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator, Optional
+from typing import Hashable, Iterable, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -45,7 +47,7 @@ from transforms.routing import tagged
 from transforms.throttling import report_throttling
 from transforms.worker_cache import worker_object
 
-_MAX_WAITING = 1  # batches queued on a lane behind the one being sent
+_MAX_PENDING = 2  # batches held per connection: sending, or queued
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +57,7 @@ class SinkSettings:
     retry: RetryPolicy = RetryPolicy()
     merge_fields_refresh_s: float = 300.0
     one_at_a_time: bool = False  # remote runners: see the module docstring
-    in_order: bool = True  # a key's batches in order; False: any free lane
+    in_order: bool = True  # a key's member calls in order; False: any order
     dry_run: bool = False  # nothing written: see transforms.mailchimp.dry_run
 
 
@@ -69,51 +71,85 @@ def _requests(batch: Iterable[RecordRequests]) -> list[Request]:
     return [request for packed in batch for request in packed.requests]
 
 
-class _Lanes:
-    """`count` single-thread executors and what each has queued. A lane
-    runs its batches in the order they were submitted."""
+def _all_done(units: list[Future]) -> Future:
+    """A future done once every one of `units` is (waiting on one future,
+    not on each of thousands, keeps the bundle's thread cheap)."""
+    done: Future = Future()
+    remaining = [len(units)]
+    lock = threading.Lock()
+
+    def one(_):
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            done.set_result(None)
+
+    if not units:
+        done.set_result(None)
+    for unit in units:
+        unit.add_done_callback(one)
+    return done
+
+
+class _Workers:
+    """`count` threads running units of work (transforms.delivery). A unit
+    with a key starts after the unit submitted before it with that key; a
+    unit with `after` futures, once they are done. Nothing waits on a
+    thread: a unit is handed to the pool when what it waits for is done."""
 
     def __init__(self, count: int):
-        self._executors = [ThreadPoolExecutor(1, thread_name_prefix=f"mailchimp-{i}")
-                           for i in range(count)]
-        self._queued: list[deque[Future]] = [deque() for _ in range(count)]
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="mailchimp")
+        self._lock = threading.Lock()
+        self._tails: dict[Hashable, Future] = {}
+        self._closed = False
 
-    def lane_of(self, key) -> int:
-        """The lane of a key's shard: the last part of BatchPerAudience's
-        (audience, shard), or BatchPerSlot's slot (transforms.batching)."""
-        shard = key[-1] if isinstance(key, tuple) else key
-        return shard % len(self._executors)
+    def submit(self, unit, key: Optional[Hashable] = None,
+               after: Iterable[Future] = ()) -> Future:
+        result: Future = Future()
+        waits = list(after)
+        with self._lock:
+            if key is not None:
+                if key in self._tails:
+                    waits.append(self._tails[key])
+                self._tails[key] = result
+        if key is not None:
+            result.add_done_callback(lambda done: self._forget(key, done))
 
-    def least_busy(self) -> int:
-        return min(range(len(self._queued)), key=lambda i: len(self._queued[i]))
+        def start(_):
+            with self._lock:
+                go = not self._closed and result.set_running_or_notify_cancel()
+                if go:
+                    self._pool.submit(self._run, unit, result)
+            if not go:  # torn down: nothing more is sent. Outside the lock:
+                result.cancel()  # cancelling runs the callbacks, which take it
 
-    def full(self, lane: int) -> bool:
-        return len(self._queued[lane]) > _MAX_WAITING
+        _all_done(waits).add_done_callback(start)
+        return result
 
-    def submit(self, lane: int, fn, *args) -> None:
-        self._queued[lane].append(self._executors[lane].submit(fn, *args))
+    @staticmethod
+    def _run(unit, result: Future) -> None:
+        try:
+            result.set_result(unit())
+        except BaseException as e:  # units return outcomes; this is a bug
+            result.set_exception(e)
 
-    def wait(self, lane: Optional[int] = None) -> None:
-        """Until `lane`'s oldest batch is done; without a lane, any lane's."""
-        oldest = [q[0] for q in (self._queued if lane is None else [self._queued[lane]]) if q]
-        futures.wait(oldest, return_when=futures.FIRST_COMPLETED)
-
-    def done(self, everything: bool = False) -> Iterator[list]:
-        """The outcomes of finished batches (of every batch, waiting)."""
-        for queued in self._queued:
-            while queued and (everything or queued[0].done()):
-                yield queued.popleft().result()
+    def _forget(self, key: Hashable, done: Future) -> None:
+        with self._lock:
+            if self._tails.get(key) is done:
+                del self._tails[key]
 
     def shutdown(self) -> None:
-        for executor in self._executors:
-            executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _WriteFn(beam.DoFn):
 
     def __init__(self, endpoint: Endpoint, settings: SinkSettings, job: str):
         self._endpoint, self._settings, self._job = endpoint, settings, job
-        self._client = self._delivery = self._lanes = None
+        self._client = self._delivery = self._workers = None
 
     def _connect(self, credentials: Credentials) -> tuple[MailchimpClient, MergeFieldCatalog]:
         settings = self._settings
@@ -137,34 +173,65 @@ class _WriteFn(beam.DoFn):
         self._client = client
         self._delivery = BatchDelivery(client, catalog)
         if not self._settings.one_at_a_time:
-            self._lanes = _Lanes(self._settings.max_connections)
+            self._workers = _Workers(self._settings.max_connections)
+
+    def start_bundle(self):
+        # Each batch's units, and a future done when they all are.
+        self._pending: deque[tuple[Future, list[Future]]] = deque()
 
     def process(self, keyed_batch):
         key, batch = keyed_batch  # the key chose the batch; the requests say where
-        if self._lanes is None:
+        if self._workers is None:
             yield from map(tagged, self._delivery.deliver(_requests(batch)))
         else:
-            lanes, in_order = self._lanes, self._settings.in_order
-            lane = lanes.lane_of(key) if in_order else lanes.least_busy()
-            while lanes.full(lane):  # memory stays bounded: the bundle waits
-                lanes.wait(lane if in_order else None)
-                for outcomes in lanes.done():
-                    yield from map(tagged, outcomes)
-                lane = lane if in_order else lanes.least_busy()
-            lanes.submit(lane, self._delivery.deliver, _requests(batch))
-            for outcomes in lanes.done():
-                yield from map(tagged, outcomes)
+            self._submit(key, _requests(batch))
+            # Memory stays bounded: beyond that many batches the bundle waits.
+            while len(self._pending) > _MAX_PENDING * self._settings.max_connections:
+                self._pending[0][0].result()
+                yield from map(tagged, self._finished())
+            yield from map(tagged, self._finished())
         yield from map(tagged, self._drained())
 
+    def _submit(self, key, requests: list[Request]) -> None:
+        """A batch's units: its members' calls, then (after those) each
+        member's events on that member's key, so they keep their order
+        across batches. In order (streams), a key's member calls too."""
+        members, chains = self._delivery.units(requests)
+        in_order = self._settings.in_order
+        submitted = [self._workers.submit(unit, ("members", key) if in_order else None)
+                     for unit in members]
+        members_done = [_all_done(submitted)]
+        submitted += [self._workers.submit(unit, ("events", member), after=members_done)
+                      for member, unit in chains]
+        self._pending.append((_all_done(submitted), submitted))
+
+    def _finished(self) -> list:
+        """The outcomes of the batches that are done."""
+        outcomes, waiting = [], deque()
+        for done, units in self._pending:
+            if done.done():
+                outcomes += [o for unit in units if not unit.cancelled()
+                             for o in unit.result()]
+            else:
+                waiting.append((done, units))
+        self._pending = waiting
+        return outcomes
+
     def finish_bundle(self):
-        outcomes = [o for batch in (self._lanes.done(everything=True)
-                                    if self._lanes is not None else ()) for o in batch]
-        for outcome in outcomes + self._drained():
-            # No element here to take a window from: the global one.
-            yield tagged(outcome, GlobalWindows.windowed_value(outcome))
+        # Outcomes as batches finish, not at the end: if a step fused after
+        # the sink fails on one, teardown stops what has not been sent.
+        outcomes = self._drained()
+        while outcomes or self._workers is not None and self._pending:
+            for outcome in outcomes:
+                # No element here to take a window from: the global one.
+                yield tagged(outcome, GlobalWindows.windowed_value(outcome))
+            if self._workers is not None and self._pending:
+                futures.wait([done for done, _ in self._pending],
+                             return_when=futures.FIRST_COMPLETED)
+            outcomes = (self._finished() if self._workers is not None else []) + self._drained()
 
     def _drained(self) -> list[WouldSend]:
-        """Counted here: the lanes' threads have no Beam metrics context.
+        """Counted here: the sink's threads have no Beam metrics context.
         A dry run's kept requests leave here too."""
         report_throttling(self._client.stats.drain())
         if not isinstance(self._client, DryRunClient):
@@ -177,8 +244,8 @@ class _WriteFn(beam.DoFn):
         # the runner sends the bundle again.
         if self._delivery is not None:
             self._delivery.cancel()
-        if self._lanes is not None:
-            self._lanes.shutdown()
+        if self._workers is not None:
+            self._workers.shutdown()
         # The client stays: the next DoFn of this process reuses it.
 
 
