@@ -7,7 +7,7 @@ user's event; a bounded input batches its combined members, then its events
 batching of a backfill's members: 500 a batch, one batch-subscribe call.
 
 - BatchPerAudience (local runners): keyed by (audience, shard of subscriber
-  hash); the sink sends each shard's batches on one lane, in order.
+  hash).
   Streaming: `GroupIntoBatches` flushes by size or after
   `max_buffering_secs`, so a quiet stream still delivers within seconds.
   Batch: batches are cut within each bundle. A batch `GroupIntoBatches` sits

@@ -90,6 +90,8 @@ def _packed(request) -> RecordRequests:
 
 
 def _after_members(request: Request, _members_sent: int) -> Request:
+    """The side input is there to be waited for: a runner starts this step
+    once every member's outcome is in."""
     return request
 
 
