@@ -157,11 +157,11 @@ class Figures:
     def of(cls, counts: Mapping[str, int]) -> "Figures":
         """From counts by name, read as summary.json reads them."""
         summary = summarise(Counter({(None, name): n for name, n in counts.items()}), [])
-        events, members = summary["events"], summary["members"]
+        events, members, cohorts = (summary[k] for k in ("events", "members", "cohorts"))
         return cls(records=summary["records_in"],
                    requests=counts.get(REQUESTS_SENT, 0),
-                   delivered=events["delivered"] + members["upserted"],
-                   skipped=sum(events["skipped"].values()) + sum(members["skipped"].values()),
+                   delivered=events["delivered"] + members["upserted"] + cohorts["delivered"],
+                   skipped=sum(sum(s["skipped"].values()) for s in (events, members, cohorts)),
                    dead_letter=summary["dead_letter"])
 
 

@@ -102,3 +102,11 @@ def test_a_message_of_several_hundred_users_is_one_record_and_an_outcome_each(
     assert summary["records_in"] == 1
     assert summary["cohorts"]["delivered"] == 300
     assert all(emulator.tags(AUDIENCE, u) == ["Power users"] for u in users)
+
+
+def test_the_final_summary_names_the_cohort_users(emulator, tmp_path, monkeypatch, capsys):
+    run_sync(emulator, tmp_path, monkeypatch, [COHORTS], [
+        _message("m1", True, "existing@example.com", "stranger@example.com")])
+    out = capsys.readouterr().out
+    assert "cohort users tagged    1" in out
+    assert "cohort users skipped   1 (member_not_found 1)" in out

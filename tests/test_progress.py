@@ -50,6 +50,13 @@ def test_the_line_says_what_was_read_sent_and_where_it_went():
         "23 skipped, 4 dead-lettered; 19 records/s, 1:05 elapsed")
 
 
+def test_cohort_users_count_as_delivered_and_skipped_too():
+    counts = {"records_in": 2, "cohorts.delivered": 300,
+              "cohorts.skipped.member_not_found": 7}
+    figures = Figures.of(counts)
+    assert (figures.delivered, figures.skipped) == (300, 7)
+
+
 def test_long_runs_show_hours_and_a_run_just_started_no_rate():
     assert progress_line(Figures.of({}), 3 * 3600 + 62).endswith("3:01:02 elapsed")
     assert "; 0 records/s, 0:00 elapsed" in progress_line(Figures.of({"records_in": 5}), 0)

@@ -85,3 +85,8 @@ def test_marketing_permissions_are_sent_only_where_configured(
     assert all("marketing_permissions" not in m for m in subscribed)
     assert summary["skipped_values"] == {"marketing_permission.not_boolean": 1}
     assert summary["members"]["upserted"] == 4
+
+
+def test_the_final_summary_names_the_tags_not_sent(emulator, tmp_path, monkeypatch, capsys):
+    run_sync(emulator, tmp_path, monkeypatch, [USERS], [_user("one@example.com", plan_tags="")])
+    assert "tags, permissions not sent tag.empty 1" in capsys.readouterr().out
