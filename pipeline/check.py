@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from typing import Iterable, Iterator, Optional
 
-from pipeline.cli import UsageError, _Parser, prog, unknown_flags
+from pipeline.cli import UsageError, UsageErrorParser, prog, unknown_flags
 from pipeline.config import ConfigError, load_config
 from pipeline.options import MailchimpStreamOptions, problems
 from pipeline.preflight import (PreflightError, account_problem,
@@ -54,7 +54,7 @@ class Row:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageErrorParser(
         prog=f"{prog()} check", add_help=False, allow_abbrev=False,
         description="Is everything each enabled sync needs ready in "
                     "Mailchimp (credentials, audiences, merge fields, tags, "

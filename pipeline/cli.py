@@ -140,7 +140,7 @@ def help_for(argv: list[str]) -> Optional[str]:
 
 # --- flags --------------------------------------------------------------------
 
-class _Parser(_BeamArgumentParser):
+class UsageErrorParser(_BeamArgumentParser):
     """Beam's parser, raising UsageError rather than exiting the process."""
 
     def error(self, message):
@@ -156,7 +156,7 @@ def _option_classes() -> list[type]:
 
 
 def _check_flags_known(argv: list[str]) -> None:
-    parser = _Parser(allow_abbrev=False, add_help=False)
+    parser = UsageErrorParser(allow_abbrev=False, add_help=False)
     for cls in _option_classes():
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(argv)

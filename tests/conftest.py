@@ -8,12 +8,20 @@ from google.cloud import pubsub_v1
 
 from pipeline.local.mailchimp_emulator import MailchimpEmulator
 from pipeline.local.pubsub_emulator import PubSubEmulator
-from tests.helpers import API_KEY, OPENAPI, PUBSUB_PROJECT, SEED
+from tests.helpers import API_KEY, OPENAPI, PUBSUB_PROJECT, SEED, gdpr_seed
 
 
 @pytest.fixture
 def emulator():
     with MailchimpEmulator(seed=json.loads(json.dumps(SEED)), api_key=API_KEY,
+                           record_requests=True) as emu:
+        yield emu
+
+
+@pytest.fixture
+def gdpr_emulator():
+    """The emulator with an audience that has marketing permissions."""
+    with MailchimpEmulator(seed=gdpr_seed(), api_key=API_KEY,
                            record_requests=True) as emu:
         yield emu
 

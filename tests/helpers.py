@@ -33,6 +33,22 @@ SEED = {"lists": [
 ]}
 
 
+GDPR_EMAIL, GDPR_ADS = "a1b2c3d4e5", "f6a7b8c9d0"  # the GDPR seed's permission ids
+
+
+def gdpr_seed(members: bool = True) -> dict:
+    """SEED, its first audience with marketing permissions (GDPR fields),
+    and without its members if `members` is false."""
+    seed = json.loads(json.dumps(SEED))
+    audience = seed["lists"][0]
+    audience["marketing_permissions"] = [
+        {"marketing_permission_id": GDPR_EMAIL, "text": "Email"},
+        {"marketing_permission_id": GDPR_ADS, "text": "Customized online advertising"}]
+    if not members:
+        audience["members"] = []
+    return seed
+
+
 def beam_pipeline(**options) -> TestPipeline:
     """A TestPipeline on FnApiRunner: the DirectRunner would first try to
     download Prism, which cannot be fetched here."""

@@ -15,10 +15,9 @@ import requests
 
 from pipeline.__main__ import main
 from pipeline.local.mailchimp_emulator import MailchimpEmulator
-from tests.helpers import API_KEY, AUDIENCE, SEED
+from tests.helpers import API_KEY, AUDIENCE, GDPR_ADS, GDPR_EMAIL, gdpr_seed
 
 ROOT = Path(__file__).resolve().parent.parent
-GDPR_EMAIL, GDPR_ADS = "a1b2c3d4e5", "f6a7b8c9d0"
 
 
 def _sync(**changes) -> dict:
@@ -220,28 +219,14 @@ def test_bad_flags_and_configs_are_a_message_not_a_table(tmp_path, capsys):
         capsys.readouterr().err)
 
 
-def _gdpr_seed(members: bool = True) -> dict:
-    seed = json.loads(json.dumps(SEED))
-    audience = seed["lists"][0]
-    audience["marketing_permissions"] = [
-        {"marketing_permission_id": GDPR_EMAIL, "text": "Email"},
-        {"marketing_permission_id": GDPR_ADS, "text": "Customized online advertising"}]
-    if not members:
-        audience["members"] = []
-    return seed
-
-
-@pytest.fixture
-def gdpr_emulator():
-    with MailchimpEmulator(seed=_gdpr_seed(), api_key=API_KEY) as emu:
-        yield emu
+def _gdpr_sync(permission_id: str) -> dict:
+    return _sync(send_users={"enabled": True, "properties": ["FNAME"],
+                             "marketing_permissions": {permission_id: "email_consent"}})
 
 
 def test_marketing_permission_ids_are_listed_and_unknown_ones_fail(
         gdpr_emulator, tmp_path, check_here):
-    good = _config(tmp_path, _sync(send_users={
-        "enabled": True, "properties": ["FNAME"],
-        "marketing_permissions": {GDPR_EMAIL: "email_consent"}}))
+    good = _config(tmp_path, _gdpr_sync(GDPR_EMAIL))
     status, rows = check_here(gdpr_emulator.base_url, good)
     assert status == 0
     assert rows["marketing permissions"][1:] == [
@@ -250,9 +235,7 @@ def test_marketing_permission_ids_are_listed_and_unknown_ones_fail(
     assert rows[f"permission {GDPR_EMAIL}"][1:] == [
         "ok", "Email: from user property 'email_consent'"]
 
-    bad = _config(tmp_path, _sync(send_users={
-        "enabled": True, "properties": ["FNAME"],
-        "marketing_permissions": {"0000000000": "email_consent"}}))
+    bad = _config(tmp_path, _gdpr_sync("0000000000"))
     status, rows = check_here(gdpr_emulator.base_url, bad)
     assert status == 2
     assert rows["permission 0000000000"][1:] == [
@@ -262,10 +245,8 @@ def test_marketing_permission_ids_are_listed_and_unknown_ones_fail(
 def test_permission_ids_of_an_audience_with_no_member_cannot_be_read(
         tmp_path, check_here):
     # Mailchimp lists an audience's permission ids only on its members.
-    config = _config(tmp_path, _sync(send_users={
-        "enabled": True, "properties": ["FNAME"],
-        "marketing_permissions": {GDPR_EMAIL: "email_consent"}}))
-    with MailchimpEmulator(seed=_gdpr_seed(members=False), api_key=API_KEY) as emu:
+    config = _config(tmp_path, _gdpr_sync(GDPR_EMAIL))
+    with MailchimpEmulator(seed=gdpr_seed(members=False), api_key=API_KEY) as emu:
         status, rows = check_here(emu.base_url, config)
     assert status == 0
     assert rows["marketing permissions"][1:] == [
@@ -275,9 +256,7 @@ def test_permission_ids_of_an_audience_with_no_member_cannot_be_read(
 
 def test_permissions_on_an_audience_without_gdpr_fields_fail(
         emulator, tmp_path, check_here):
-    config = _config(tmp_path, _sync(send_users={
-        "enabled": True, "properties": ["FNAME"],
-        "marketing_permissions": {GDPR_EMAIL: "email_consent"}}))
+    config = _config(tmp_path, _gdpr_sync(GDPR_EMAIL))
     status, rows = check_here(emulator.base_url, config)
     assert status == 2
     assert rows["marketing permissions"][1:] == [

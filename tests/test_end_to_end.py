@@ -289,6 +289,7 @@ def test_a_dry_run_writes_nothing_and_keeps_what_it_would_send(run, emulator, op
     sent = {(r["method"], r["path"]) for r in emulator.requests}
     assert all(method == "GET" for method, _ in sent)  # merge fields, ping
     kept = read_outputs(out, "dry_run")
+    assert kept and not any(API_KEY in p.read_text() for p in out.glob("dry_run*.jsonl"))
     operations = {
         ("POST", 4): ("/3.0/lists/{list_id}", "post"),
         ("PUT", 6): ("/3.0/lists/{list_id}/members/{subscriber_hash}", "put"),

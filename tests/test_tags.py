@@ -2,14 +2,8 @@
 pipeline` on a file, the real FnApiRunner, real HTTP to the emulator."""
 from __future__ import annotations
 
-import copy
+from tests.helpers import AUDIENCE, GDPR_ADS, GDPR_EMAIL, read_outputs, run_sync
 
-import pytest
-
-from pipeline.local.mailchimp_emulator import MailchimpEmulator
-from tests.helpers import API_KEY, AUDIENCE, SEED, read_outputs, run_sync
-
-GDPR_EMAIL, GDPR_ADS = "gdpr-email", "gdpr-ads"
 USERS = {"name": "users", "audience_id": AUDIENCE, "email_property": "email",
          "send_users": {"enabled": True, "properties": ["FNAME"],
                         "tags": ["app-users"], "tags_property": "plan_tags"}}
@@ -19,16 +13,6 @@ def _user(email: str, **properties) -> dict:
     return {"user_id": email, "event_type": "signed_in",
             "insert_id": f"{email}-{sorted(properties.items())}",
             "user_properties": {"email": email, **properties}}
-
-
-@pytest.fixture
-def gdpr_emulator():
-    seed = copy.deepcopy(SEED)
-    seed["lists"][0]["marketing_permissions"] = [
-        {"marketing_permission_id": GDPR_EMAIL, "text": "Email"},
-        {"marketing_permission_id": GDPR_ADS, "text": "Ads"}]
-    with MailchimpEmulator(seed=seed, api_key=API_KEY, record_requests=True) as emu:
-        yield emu
 
 
 def test_static_tags_and_tags_from_a_property(emulator, tmp_path, monkeypatch):

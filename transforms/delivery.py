@@ -12,7 +12,7 @@ sent again whole.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from transforms.mailchimp.client import MailchimpClient
 from transforms.mailchimp.errors import DeliveryFailed, MailchimpError, skip_reason
@@ -20,7 +20,7 @@ from transforms.mailchimp.merge_fields import MergeFieldCatalog, prepare
 from transforms.members import combine_all
 from transforms.records import (DeadLetter, Delivered, MemberEvent,
                                 MemberTags, MemberUpsert, Request, Skipped,
-                                UnknownMergeFields, several)
+                                UnknownMergeFields, several, tags_body)
 
 BATCH_SUBSCRIBE_LIMIT = 500  # members per POST /lists/{id}, Mailchimp's cap
 Outcome = Union[Delivered, Skipped, DeadLetter, UnknownMergeFields]
@@ -104,12 +104,6 @@ def _body(member: MemberUpsert, catalog) -> tuple[dict, Optional[UnknownMergeFie
     if values:
         body["merge_fields"] = values
     return body, report
-
-
-def _tags_body(member: MemberUpsert) -> dict:
-    return {"tags": [{"name": name, "status": "active"}
-                     for name in sorted(member.tags)],
-            "is_syncing": member.is_syncing}
 
 
 class BatchDelivery:
@@ -216,46 +210,39 @@ class BatchDelivery:
             else:
                 yield from self._put(list_id, member, body)
 
-    def _put(self, list_id: str, member: MemberUpsert, body: dict) -> Iterator[Outcome]:
+    def _sent(self, request: Request, call: Callable[[], Any],
+              then: Optional[Callable[[], Iterable[Outcome]]] = None
+              ) -> Iterator[Outcome]:
+        """One call for one request: its failure as the request's outcome,
+        else `then()` (by default: delivered). Once cancelled, nothing."""
         if self._cancelled.is_set():
             return
         try:
-            self._client.upsert_member(list_id, member.subscriber_hash, body)
+            call()
         except Exception as e:
-            yield from _failed([member], e)
+            yield from _failed([request], e)
             return
-        yield from self._tag(list_id, member)
+        yield from then() if then is not None else _delivered([request])
+
+    def _put(self, list_id: str, member: MemberUpsert, body: dict) -> Iterator[Outcome]:
+        yield from self._sent(
+            member, lambda: self._client.upsert_member(list_id, member.subscriber_hash, body),
+            lambda: self._tag(list_id, member))
 
     def _tag(self, list_id: str, member: MemberUpsert) -> Iterator[Outcome]:
         """An upserted member's tags made active: its delivery ends here
         (the PUT body has no tags)."""
-        if member.tags:
-            if self._cancelled.is_set():
-                return
-            try:
-                self._client.post_tags(list_id, member.subscriber_hash,
-                                       _tags_body(member))
-            except Exception as e:
-                yield from _failed([member], e)
-                return
-        yield from _delivered([member])
+        if not member.tags:
+            yield from _delivered([member])
+            return
+        body = tags_body(sorted(member.tags), True, member.is_syncing)
+        yield from self._sent(
+            member, lambda: self._client.post_tags(list_id, member.subscriber_hash, body))
 
     def _cohort(self, list_id: str, tags: MemberTags) -> Iterator[Outcome]:
-        if self._cancelled.is_set():
-            return
-        try:
-            self._client.post_tags(list_id, tags.subscriber_hash, tags.body())
-        except Exception as e:
-            yield from _failed([tags], e)
-            return
-        yield from _delivered([tags])
+        yield from self._sent(
+            tags, lambda: self._client.post_tags(list_id, tags.subscriber_hash, tags.body()))
 
     def _event(self, list_id: str, event: MemberEvent) -> Iterator[Outcome]:
-        if self._cancelled.is_set():
-            return
-        try:
-            self._client.post_event(list_id, event.subscriber_hash, event.body())
-        except Exception as e:
-            yield from _failed([event], e)
-            return
-        yield from _delivered([event])
+        yield from self._sent(
+            event, lambda: self._client.post_event(list_id, event.subscriber_hash, event.body()))

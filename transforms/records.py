@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Iterable, Literal, Optional
 
 Kind = Literal["event", "member", "cohort"]
 Count = tuple[Optional[str], str, int]  # (sync, or None for the run; name; n)
@@ -235,10 +235,14 @@ class MemberTags(Routed):
         return self.payload
 
     def body(self) -> dict[str, Any]:
-        """The request body of POST /lists/{id}/members/{hash}/tags."""
-        return {"tags": [{"name": self.name,
-                          "status": "active" if self.active else "inactive"}],
-                "is_syncing": self.is_syncing}
+        return tags_body([self.name], self.active, self.is_syncing)
+
+
+def tags_body(names: Iterable[str], active: bool, is_syncing: bool) -> dict[str, Any]:
+    """The request body of POST /lists/{id}/members/{hash}/tags."""
+    status = "active" if active else "inactive"
+    return {"tags": [{"name": name, "status": status} for name in names],
+            "is_syncing": is_syncing}
 
 
 Request = MemberUpsert | MemberEvent | MemberTags
